@@ -1,0 +1,1 @@
+"""Analytics records: one per request, buffered and written off the hot path."""

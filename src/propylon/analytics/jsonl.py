@@ -1,0 +1,107 @@
+"""An analytics writer that appends one JSON object per line to a file.
+
+The simplest durable backend: no database, greppable, and what ``jq``, Vector, Fluent Bit or a
+later import job read directly. The file is opened once, in append mode, and kept open between
+batches; each batch is flushed to the operating system but not fsync'ed (a power cut may lose the
+last second of analytics, which is not worth an fsync per batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from propylon.analytics.buffer import AnalyticsWriteError
+from propylon.domain.analytics import AnalyticsRecord
+
+logger = logging.getLogger(__name__)
+
+
+class JsonLinesWriter:
+    """Append records as JSON lines to ``path``, creating parent directories as needed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: BinaryIO | None = None
+        self._closed = False
+        # The buffer never calls us concurrently, but a lock makes that a guarantee rather than
+        # an assumption for any other caller.
+        self._lock = threading.Lock()
+
+    def write_batch(self, records: Sequence[AnalyticsRecord]) -> None:
+        """Append ``records``, one JSON object per line; raise :class:`AnalyticsWriteError`."""
+        data = _encode(records)
+        with self._lock:
+            if self._closed:
+                raise AnalyticsWriteError(f"{self.path}: writer is closed")
+            try:
+                handle = self._file if self._file is not None else self._open()
+                handle.write(data)
+                handle.flush()
+            except OSError as exc:
+                # Drop the handle: the next batch reopens the file (which may have been rotated
+                # or had its disk freed) and repairs a half-written last line.
+                self._discard()
+                raise AnalyticsWriteError(f"{self.path}: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        """Flush and close the file. Idempotent; later batches are refused."""
+        with self._lock:
+            self._closed = True
+            handle, self._file = self._file, None
+            if handle is None:
+                return
+            try:
+                handle.close()
+            except OSError as exc:
+                raise AnalyticsWriteError(f"{self.path}: {exc.strerror or exc}") from exc
+
+    def _open(self) -> BinaryIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("ab")
+        try:
+            # A crash or a full disk may have left a partial last line; start on a fresh one so
+            # that the damage stays confined to that line and every later record parses.
+            if handle.tell() > 0 and not _ends_with_newline(self.path):
+                handle.write(b"\n")
+        except OSError:
+            handle.close()
+            raise
+        self._file = handle
+        return handle
+
+    def _discard(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            # The write error being reported is the one that matters, not this one.
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\n"
+
+
+def _encode(records: Sequence[AnalyticsRecord]) -> bytes:
+    lines: list[str] = []
+    for record in records:
+        try:
+            # ASCII output: a lone surrogate from a badly encoded path cannot break the encoding,
+            # and allow_nan=False keeps every line strict JSON.
+            lines.append(
+                json.dumps(record.to_json_dict(), separators=(",", ":"), allow_nan=False)
+            )
+        except (TypeError, ValueError, OverflowError):
+            # One malformed record must not poison the batch (it would be retried, then the
+            # whole batch dropped); skip it alone.
+            logger.exception("skipping an analytics record that cannot be serialised: %r", record)
+    if not lines:
+        return b""
+    return ("\n".join(lines) + "\n").encode("ascii")

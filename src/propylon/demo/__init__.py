@@ -1,0 +1,1 @@
+"""The demo pieces `propylon up` starts: a small upstream API and a seed configuration."""

@@ -1,0 +1,78 @@
+"""Request-target normalisation: done once, so what is routed and authorised is what is forwarded.
+
+The rules (RFC 3986 §6.2.2 plus a few refusals):
+
+* percent-encoded *unreserved* characters are decoded (``%7E`` → ``~``, ``%2e`` → ``.``), every
+  other escape is kept with upper-case hex, so ``%2F`` stays an encoded slash and never becomes a
+  path separator;
+* bytes outside the RFC 3986 path character set are percent-encoded;
+* empty segments are collapsed (``//`` → ``/``) and dot segments are resolved; a ``..`` that would
+  climb above the root is refused (400) rather than silently clamped;
+* NUL and control characters, a backslash (some upstreams treat it as ``/``), and malformed
+  escapes are refused (400).
+"""
+
+from __future__ import annotations
+
+import re
+
+from propylon.gateway.errors import BadRequest
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PCHAR = _UNRESERVED | frozenset(b"!$&'()*+,;=:@")
+# Anything that may need rewriting: escapes, dot segments, doubled slashes, odd bytes.
+_NEEDS_WORK = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]|//|/\.(?:/|\.|$)")
+_HEX = b"0123456789ABCDEF"
+
+
+def normalise_path(raw: bytes) -> str:
+    """Return the normalised form of the path part of a request target, or raise BadRequest."""
+    if not raw.startswith(b"/"):
+        raise BadRequest(reason="path_not_absolute")
+    if _NEEDS_WORK.search(raw) is None:
+        return raw.decode("ascii")
+    return _rewrite(raw)
+
+
+def _rewrite(raw: bytes) -> str:
+    segments: list[str] = []
+    for segment in raw.split(b"/")[1:]:
+        text = _normalise_segment(segment)
+        if text in ("", "."):
+            continue
+        if text == "..":
+            if not segments:
+                raise BadRequest(reason="path_above_root")
+            segments.pop()
+            continue
+        segments.append(text)
+    trailing = raw.endswith((b"/", b"/.", b"/..")) and bool(segments)
+    return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def _normalise_segment(segment: bytes) -> str:
+    out = bytearray()
+    i, n = 0, len(segment)
+    while i < n:
+        byte = segment[i]
+        if byte == 0x25:  # '%'
+            pair = segment[i + 1 : i + 3].upper()
+            if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
+                raise BadRequest(reason="bad_percent_escape")
+            value = int(pair, 16)
+            if value < 0x20 or value == 0x7F:
+                raise BadRequest(reason="control_character_in_path")
+            if value in _UNRESERVED:
+                out.append(value)
+            else:
+                out += b"%" + pair
+            i += 3
+            continue
+        if byte < 0x20 or byte == 0x7F or byte == 0x5C:  # controls and backslash
+            raise BadRequest(reason="forbidden_character_in_path")
+        if byte in _PCHAR:
+            out.append(byte)
+        else:
+            out += b"%%%02X" % byte
+        i += 1
+    return out.decode("ascii")

@@ -1,0 +1,726 @@
+"""The HTTP/1.1 front end: an asyncio ``Protocol`` over httptools, proxying to upstreams.
+
+One :class:`ClientConnection` per client socket. httptools (llhttp) parses strictly: a request with
+both Content-Length and Transfer-Encoding, a malformed chunk, obs-fold, or a bad header token is a
+parser error, answered with 400 and a closed connection. Requests are answered in order: a
+pipelined request waits in a short queue (its body buffered, reading paused when the queue is full)
+until the one before it is done.
+
+For the request at the head of the queue the connection runs the API's compiled chain, takes an
+upstream connection from the pool (or opens one), streams the request body up and the response
+body down as pieces arrive, with flow control both ways (a slow reader pauses the other side's
+reading), and writes one analytics record when the exchange ends. While a request is proxied the
+connection itself is the upstream connection's listener; nothing else is allocated per request
+but the :class:`~propylon.gateway.exchange.Exchange` and a small body queue.
+
+Timeouts are not timers per request: :meth:`GatewayServer.sweep` runs twice a second and checks
+each connection's deadlines (header, body, idle, upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from propylon.domain.analytics import AnalyticsRecord
+from propylon.gateway.errors import (
+    BadGateway,
+    BadRequest,
+    GatewayError,
+    GatewayTimeout,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    render_error,
+)
+from propylon.gateway.exchange import Exchange
+from propylon.gateway.paths import normalise_path
+from propylon.gateway.upstream import UpstreamConnection, UpstreamPool
+
+if TYPE_CHECKING:
+    from propylon.gateway.runtime import Runtime
+    from propylon.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) and headers the gateway sets itself. Client-sent
+# X-Forwarded-*, Forwarded and X-Real-IP are dropped: the gateway trusts no proxy in front of it.
+_REQUEST_DROP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+    b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length",
+    b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
+    b"x-forwarded-port", b"x-real-ip",
+})
+_RESPONSE_DROP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+    b"upgrade", b"proxy-authenticate",
+})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_BUFFER_PAUSE_BYTES = 256 * 1024
+
+# Reasons for which reading from the client is paused; reading resumes when none holds.
+_PAUSE_PIPELINE = 1
+_PAUSE_UPSTREAM = 2
+_PAUSE_BUFFER = 4
+_PAUSE_FINAL = 8
+
+# How the response body is framed towards the client.
+_BODY_NONE = 0
+_BODY_RAW = 1
+_BODY_CHUNKED = 2
+_BODY_UNTIL_CLOSE = 3
+
+
+class _Request:
+    """A parsed request head, its body framing and the body pieces not yet sent upstream."""
+
+    __slots__ = (
+        "body_done", "chunked", "chunks", "content_length", "error", "ex", "expect_continue",
+        "head_done",
+    )
+
+    def __init__(self) -> None:
+        self.ex: Exchange | None = None
+        self.head_done = False
+        self.body_done = False
+        self.chunked = False
+        self.content_length = -1
+        self.expect_continue = False
+        self.chunks: list[bytes] = []
+        self.error: GatewayError | None = None
+
+
+class GatewayServer:
+    """Shared state of every client connection of one gateway process."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        runtime: Runtime,
+        pool: UpstreamPool,
+        record: Callable[[AnalyticsRecord], None] | None,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.pool = pool
+        self.record = record
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
+
+    def protocol(self) -> ClientConnection:
+        """Protocol factory for ``loop.create_server``."""
+        return ClientConnection(self)
+
+    def sweep(self, now: float) -> None:
+        """Enforce client and upstream timeouts; close idle upstream connections."""
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+        self.pool.sweep(now)
+
+    def idle(self) -> bool:
+        """True when no connection has a request in progress."""
+        return all(c.active is None and c.current is None for c in self.connections)
+
+    def close_idle(self) -> None:
+        """Close connections with nothing in flight (graceful shutdown)."""
+        for conn in list(self.connections):
+            if conn.active is None and conn.current is None:
+                conn.close()
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parse, queue, authorise, proxy, answer in order."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        settings = server.settings
+        self._max_header = settings.max_header_bytes
+        self._max_body = settings.max_body_bytes
+        self._max_pipelined = settings.max_pipelined
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.queue: deque[_Request] = deque()
+        self.current: _Request | None = None
+        self.active: _Request | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.paused = 0
+        self.write_paused = False
+        self.last_read = 0.0
+        self.head_started = 0.0
+        self.upstream_deadline = 0.0
+        # Parsing state of the current request head.
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._host = b""
+        self._authorization = b""
+        self._parse_error: GatewayError | None = None
+        # Response state of the active exchange.
+        self._body_mode = _BODY_NONE
+        self._head_sent = False
+        self._close_after = False
+        self._reused = False
+        self._upstream_timeout = 30.0
+
+    # asyncio callbacks ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if isinstance(peer, tuple) else ""
+        self.last_read = self.loop.time()
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_read = self.loop.time()
+        if self.paused & _PAUSE_FINAL:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fatal(BadRequest("Protocol upgrades are not supported", reason="upgrade"))
+        except httptools.HttpParserError as exc:
+            error = self._parse_error or BadRequest(reason=f"parse: {exc}")
+            self._fatal(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            # The client is gone: cancel the upstream request by dropping its connection.
+            upstream.abort()
+        active, self.active = self.active, None
+        if active is not None and active.ex is not None and not self._head_sent:
+            self._record(active.ex, 499, "client_closed")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # httptools callbacks -------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.current = _Request()
+        self.head_started = self.loop.time()
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._host = b""
+        self._authorization = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_header:
+            self._parse_error = HeadersTooLarge()
+            raise self._parse_error
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_header:
+            self._parse_error = HeadersTooLarge()
+            raise self._parse_error
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        req = self.current
+        assert req is not None
+        req.head_done = True
+        parser = self.parser
+        try:
+            req.ex = self._exchange(req)
+        except GatewayError as exc:
+            self._parse_error = exc
+            raise
+        if not parser.should_keep_alive():
+            req.ex.keep_alive = False
+        self.queue.append(req)
+        if len(self.queue) >= self._max_pipelined:
+            self._pause(_PAUSE_PIPELINE)
+        if self.active is None:
+            self._start_next()
+
+    def on_body(self, body: bytes) -> None:
+        req = self.current
+        if req is None or req.ex is None:
+            return
+        ex = req.ex
+        ex.body_bytes += len(body)
+        if ex.body_bytes > self._max_body:
+            self._body_too_large(req)
+            return
+        if req is self.active and self.upstream is not None:
+            self._send_body(req, body)
+        else:
+            req.chunks.append(body)
+            if ex.body_bytes > _BUFFER_PAUSE_BYTES:
+                self._pause(_PAUSE_BUFFER)
+
+    def on_message_complete(self) -> None:
+        req = self.current
+        self.current = None
+        if req is None:
+            return
+        req.body_done = True
+        if req is self.active and self.upstream is not None and req.chunked:
+            self.upstream.write(b"0\r\n\r\n")
+
+    # request intake ------------------------------------------------------------------------------
+
+    def _exchange(self, req: _Request) -> Exchange:
+        """Build the exchange from the parsed head, classifying headers once."""
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            raise BadRequest("CONNECT is not supported", reason="connect")
+        try:
+            url = httptools.parse_url(self._url)
+        except httptools.HttpParserInvalidURLError:
+            raise BadRequest(reason="bad_request_target") from None
+        path = normalise_path(url.path or b"/")
+        kept: list[tuple[bytes, bytes]] = []
+        connection_tokens: set[bytes] = set()
+        content_length = -1
+        for name, value in self._headers:
+            lname = name.lower()
+            if lname not in _REQUEST_DROP:
+                if lname == b"authorization":
+                    self._authorization = value
+                kept.append((name, value))
+            elif lname == b"host":
+                self._host = value
+            elif lname == b"content-length":
+                content_length = int(value)
+            elif lname == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":
+                    raise BadRequest("Unsupported transfer coding", reason="transfer_coding")
+                req.chunked = True
+            elif lname == b"expect":
+                if value.strip().lower() != b"100-continue":
+                    raise GatewayError("Unsupported expectation", status=417,
+                                       code="expectation_failed", close=True)
+                req.expect_continue = True
+            elif lname == b"connection":
+                connection_tokens.update(t.strip().lower() for t in value.split(b","))
+        if connection_tokens - {b"keep-alive", b"close"}:
+            kept = [(n, v) for n, v in kept if n.lower() not in connection_tokens]
+        if content_length > self._max_body:
+            raise PayloadTooLarge()
+        req.content_length = content_length
+        if content_length <= 0 and not req.chunked:
+            req.body_done = True
+        return Exchange(
+            method, path, url.query or b"", kept,
+            version=parser.get_http_version(), keep_alive=True, client_ip=self.client_ip,
+            host=self._host, authorization=self._authorization, started=time.perf_counter(),
+        )
+
+    def _fatal(self, error: GatewayError) -> None:
+        """The byte stream cannot be parsed further: answer in turn, then close."""
+        self._pause(_PAUSE_FINAL)
+        req = self.current if self.current is not None and self.current not in self.queue else None
+        if req is None:
+            req = _Request()
+        self.current = None
+        req.error = error
+        if req.ex is None:
+            req.ex = Exchange(
+                "-", "-", b"", [], version="1.1", keep_alive=False, client_ip=self.client_ip,
+                host=b"", authorization=b"", started=time.perf_counter(),
+            )
+        if req in self.queue or req is self.active:
+            if req is self.active:
+                self._respond_error(req, error)
+            return
+        self.queue.append(req)
+        if self.active is None:
+            self._start_next()
+
+    def _body_too_large(self, req: _Request) -> None:
+        if req is self.active:
+            if self._head_sent:
+                self.abort()
+            else:
+                self._pause(_PAUSE_FINAL)
+                self._respond_error(req, PayloadTooLarge())
+        else:
+            self._fatal(PayloadTooLarge())
+
+    # dispatch ------------------------------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        if self.active is not None or self.closed:
+            return
+        if not self.queue:
+            return
+        req = self.queue.popleft()
+        self.active = req
+        if self.paused & _PAUSE_PIPELINE and len(self.queue) < self._max_pipelined:
+            self._resume(_PAUSE_PIPELINE)
+        if req.error is not None:
+            self._respond_error(req, req.error)
+            return
+        ex = req.ex
+        assert ex is not None
+        try:
+            api = self.server.runtime.snapshot.route(ex.path)
+            if api is None:
+                raise GatewayError("No API is published at this path", status=404,
+                                   code="not_found", reason="no_route")
+            ex.api = api
+            ex.rel_path = ex.path[len(api.listen_path) - 1 :] or "/"
+            pending = api.run(ex)
+        except GatewayError as exc:
+            self._respond_error(req, exc)
+            return
+        if pending is None:
+            self._proxy(req)
+        else:
+            self.task = self.loop.create_task(self._finish_chain(req, pending))
+
+    async def _finish_chain(self, req: _Request, pending: object) -> None:
+        try:
+            await pending  # type: ignore[misc]
+        except GatewayError as exc:
+            if self.active is req and not self.closed:
+                self._respond_error(req, exc)
+            return
+        except Exception:
+            log.exception("request chain failed")
+            if self.active is req and not self.closed:
+                self._respond_error(req, GatewayError("Internal error", reason="chain_exception"))
+            return
+        if self.active is req and not self.closed:
+            self.task = None
+            self._proxy(req)
+
+    def _proxy(self, req: _Request) -> None:
+        ex = req.ex
+        assert ex is not None
+        assert ex.api is not None
+        if req.expect_continue and not req.body_done and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn = self.server.pool.acquire(ex.api.upstream)
+        if conn is not None:
+            self._attach(req, conn, reused=True)
+        else:
+            self.task = self.loop.create_task(self._connect(req))
+
+    async def _connect(self, req: _Request) -> None:
+        ex = req.ex
+        assert ex is not None
+        assert ex.api is not None
+        try:
+            conn = await self.server.pool.connect(ex.api.upstream, ex.api.api.upstream_connect_timeout)
+        except GatewayError as exc:
+            if self.active is req and not self.closed:
+                self._respond_error(req, exc)
+            return
+        if self.active is not req or self.closed:
+            conn.abort()
+            return
+        self.task = None
+        self._attach(req, conn, reused=False)
+
+    def _attach(self, req: _Request, conn: UpstreamConnection, *, reused: bool) -> None:
+        ex = req.ex
+        assert ex is not None
+        assert ex.api is not None
+        api = ex.api
+        self.upstream = conn
+        self._reused = reused
+        conn.listener = self
+        conn.skip_body = ex.method == "HEAD"
+        if self.write_paused:
+            conn.pause_reading()
+        head = self._upstream_head(req, ex)
+        chunks, req.chunks = req.chunks, []
+        if req.chunked:
+            parts = [head]
+            for chunk in chunks:
+                parts.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            if req.body_done:
+                parts.append(b"0\r\n\r\n")
+            conn.write(b"".join(parts))
+        else:
+            conn.write(head + b"".join(chunks) if chunks else head)
+        ex.upstream_started = time.perf_counter()
+        self._upstream_timeout = api.api.upstream_timeout
+        self.upstream_deadline = self.loop.time() + self._upstream_timeout
+        if self.paused & _PAUSE_BUFFER:
+            self._resume(_PAUSE_BUFFER)
+
+    def _upstream_head(self, req: _Request, ex: Exchange) -> bytes:
+        api = ex.api
+        assert api is not None
+        target = api.upstream_path(ex)
+        if ex.query:
+            line = b"%s %s?%s HTTP/1.1\r\n" % (ex.method.encode(), target.encode(), ex.query)
+        else:
+            line = b"%s %s HTTP/1.1\r\n" % (ex.method.encode(), target.encode())
+        parts = [
+            line,
+            b"host: ", api.upstream.host_header,
+            b"\r\nx-forwarded-for: ", ex.client_ip.encode(),
+            b"\r\nx-forwarded-proto: http\r\n",
+        ]
+        if ex.host:
+            parts += [b"x-forwarded-host: ", ex.host, b"\r\n"]
+        if req.chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif req.content_length >= 0:
+            parts += [b"content-length: ", b"%d" % req.content_length, b"\r\n"]
+        elif ex.method in ("POST", "PUT", "PATCH"):
+            parts.append(b"content-length: 0\r\n")
+        for name, value in ex.headers:
+            parts += [name, b": ", value, b"\r\n"]
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _send_body(self, req: _Request, body: bytes) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        if req.chunked:
+            upstream.write(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            upstream.write(body)
+
+    # upstream listener ---------------------------------------------------------------------------
+
+    def upstream_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                      chunked: bool, length_known: bool) -> None:
+        req = self.active
+        if req is None or req.ex is None or self.transport is None:
+            return
+        ex = req.ex
+        ex.status = status
+        ex.upstream_latency = time.perf_counter() - ex.upstream_started
+        self.upstream_deadline = self.loop.time() + self._upstream_timeout
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"OK")]
+        tokens: set[bytes] | None = None
+        for name, value in headers:
+            if name in _RESPONSE_DROP:
+                if name == b"connection":
+                    tokens = {t.strip().lower() for t in value.split(b",")}
+                continue
+            parts += [name, b": ", value, b"\r\n"]
+        if tokens and tokens - {b"keep-alive", b"close"}:
+            parts = [parts[0]] + [
+                p for p in _regroup(parts[1:]) if p.split(b":", 1)[0].lower() not in tokens
+            ]
+        for name, value in ex.response_headers:
+            parts += [name, b": ", value, b"\r\n"]
+        if ex.method == "HEAD" or status in (204, 304) or status < 200:
+            self._body_mode = _BODY_NONE
+        elif length_known:
+            self._body_mode = _BODY_RAW
+        elif ex.version == "1.1":
+            self._body_mode = _BODY_CHUNKED
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            self._body_mode = _BODY_UNTIL_CLOSE
+            ex.keep_alive = False
+        if not ex.keep_alive:
+            self._close_after = True
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        self.transport.write(b"".join(parts))
+        self._head_sent = True
+
+    def upstream_body(self, data: bytes) -> None:
+        req = self.active
+        if req is None or req.ex is None or self.transport is None:
+            return
+        req.ex.bytes_out += len(data)
+        # The upstream timeout bounds the wait between two reads, not the whole body.
+        self.upstream_deadline = self.loop.time() + self._upstream_timeout
+        if self._body_mode == _BODY_CHUNKED:
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        elif self._body_mode != _BODY_NONE:
+            self.transport.write(data)
+
+    def upstream_complete(self, reusable: bool) -> None:
+        req = self.active
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.listener = None
+            if reusable and req is not None and req.body_done and not conn.closed:
+                self.server.pool.release(conn, self.loop.time())
+            else:
+                conn.abort()
+        if req is None or self.transport is None:
+            return
+        if self._body_mode == _BODY_CHUNKED:
+            self.transport.write(b"0\r\n\r\n")
+        self._finish(req)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        req = self.active
+        self.upstream = None
+        if req is None or req.ex is None or self.closed:
+            return
+        ex = req.ex
+        if not self._head_sent:
+            if self._reused and ex.method in _IDEMPOTENT and not ex.body_bytes and req.body_done:
+                # A pooled connection the upstream had closed while idle: try once on a new one.
+                self._reused = False
+                self.task = self.loop.create_task(self._connect(req))
+                return
+            error = exc if isinstance(exc, GatewayError) else BadGateway(
+                f"upstream closed the connection: {exc}" if exc else "upstream closed the connection"
+            )
+            self._respond_error(req, error)
+        elif self._body_mode == _BODY_UNTIL_CLOSE and exc is None:
+            self._finish(req)
+        else:
+            # The response head is out, so the only honest signal left is a broken connection.
+            self._record(ex, ex.status, "upstream_truncated")
+            self.active = None
+            self.abort()
+
+    def upstream_pause_writing(self) -> None:
+        self._pause(_PAUSE_UPSTREAM)
+
+    def upstream_resume_writing(self) -> None:
+        self._resume(_PAUSE_UPSTREAM)
+
+    # answering -----------------------------------------------------------------------------------
+
+    def _respond_error(self, req: _Request, error: GatewayError) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+        self.task = None
+        ex = req.ex
+        assert ex is not None
+        ex.status = error.status
+        ex.error = error.reason
+        log.debug("%s %s -> %d (%s)", ex.method, ex.path, error.status, error.reason)
+        keep = ex.keep_alive and not error.close and req.body_done and not self._close_after
+        if self.transport is not None and not self.closed:
+            self.transport.write(render_error(error, keep_alive=keep))
+        if not keep:
+            self._close_after = True
+        self._finish(req)
+
+    def _finish(self, req: _Request) -> None:
+        ex = req.ex
+        if ex is not None:
+            self._record(ex, ex.status, ex.error)
+        self.active = None
+        self.task = None
+        self._head_sent = False
+        self._body_mode = _BODY_NONE
+        if self._close_after or not req.body_done or (ex is not None and not ex.keep_alive):
+            # A request whose body was not read to the end leaves the stream unusable.
+            self.close()
+            return
+        self._start_next()
+
+    def _record(self, ex: Exchange, status: int, error: str | None) -> None:
+        record = self.server.record
+        if record is None:
+            return
+        now = time.perf_counter()
+        upstream_ms = ex.upstream_latency * 1000 if ex.upstream_latency is not None else None
+        policy = ex.policy
+        record(AnalyticsRecord(
+            time=time.time(),
+            api_id=ex.api.id if ex.api is not None else None,
+            method=ex.method,
+            path=ex.path,
+            status=status,
+            upstream_latency_ms=upstream_ms,
+            total_latency_ms=(now - ex.started) * 1000,
+            identity=ex.identity,
+            client_id=ex.client_id,
+            developer_id=ex.developer_id,
+            policy=",".join(policy.policy_ids) if policy is not None else None,
+            bytes_in=ex.body_bytes,
+            bytes_out=ex.bytes_out,
+            error=error,
+        ))
+
+    # connection control --------------------------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after the pending writes are flushed."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    def check_timeouts(self, now: float) -> None:
+        """Called by the sweeper: enforce header, body, idle and upstream deadlines."""
+        settings = self.server.settings
+        if self.closed:
+            return
+        current = self.current
+        if self.upstream is not None and now > self.upstream_deadline:
+            req = self.active
+            if req is not None and not self._head_sent:
+                self._respond_error(req, GatewayTimeout("upstream response timed out"))
+            else:
+                if req is not None and req.ex is not None:
+                    self._record(req.ex, req.ex.status, "upstream_timeout")
+                    self.active = None
+                self.abort()
+            return
+        if current is not None:
+            if not current.head_done:
+                if now - self.head_started > settings.client_header_timeout:
+                    self._fatal(GatewayError("Request head not received in time", status=408,
+                                             code="request_timeout", reason="header_timeout",
+                                             close=True))
+            elif not current.body_done and now - self.last_read > settings.client_body_timeout:
+                self.abort()
+        elif (self.active is None and not self.queue
+              and now - self.last_read > settings.client_idle_timeout):
+            self.close()
+
+
+def _regroup(parts: list[bytes]) -> list[bytes]:
+    """Join the flat ``name, b': ', value, b'\\r\\n'`` pieces back into header lines."""
+    return [b"".join(parts[i : i + 4]) for i in range(0, len(parts), 4)]

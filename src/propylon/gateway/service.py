@@ -1,0 +1,202 @@
+"""One gateway process, wired: listener, runtime, upstream pool, analytics, reload, shutdown.
+
+:class:`GatewayService` owns each resource of a running gateway and starts and stops them in pairs
+(HTTP client for JWKS, compiled runtime, upstream pool, analytics buffer, config watcher, timeout
+sweeper, listening socket). :func:`run_gateway` runs one service on uvloop until SIGTERM/SIGINT,
+reloading on SIGHUP; a graceful stop finishes in-flight requests (within a grace period) and
+flushes every analytics record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from pathlib import Path
+
+import httpx
+
+from propylon.analytics.buffer import AnalyticsBuffer
+from propylon.analytics.jsonl import JsonLinesWriter
+from propylon.domain.config import GatewayConfig
+from propylon.gateway.config_source import ConfigWatcher, load_config_file
+from propylon.gateway.runtime import Runtime
+from propylon.gateway.server import GatewayServer
+from propylon.gateway.upstream import UpstreamPool
+from propylon.settings import GatewaySettings
+from propylon.storage.memory_counters import MemoryCounters
+
+log = logging.getLogger(__name__)
+
+_SWEEP_INTERVAL = 0.5
+
+
+class GatewayService:
+    """A gateway listening on one socket, serving the configuration it is given or watches."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        config: GatewayConfig | None = None,
+        *,
+        reuse_port: bool = False,
+        worker_index: int = 0,
+    ) -> None:
+        self.settings = settings
+        self._initial = config
+        self._reuse_port = reuse_port
+        self._worker_index = worker_index
+        self._http: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncio.Server | None = None
+        self._analytics: AnalyticsBuffer | None = None
+        self._watcher: ConfigWatcher | None = None
+        self.runtime: Runtime | None = None
+        self.server: GatewayServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Load the configuration, pre-fetch keys, and start listening."""
+        settings = self.settings
+        config = self._initial
+        if config is None:
+            if settings.config_file is None:
+                raise ValueError("a configuration file or object is required")
+            config = load_config_file(settings.config_file)
+        self._http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False)
+        self.runtime = Runtime(
+            http=self._http,
+            counters=MemoryCounters(),
+            state_dir=settings.data_dir,
+            max_token_bytes=settings.max_token_bytes,
+            token_cache_size=settings.verified_token_cache,
+            jwks_ttl=settings.jwks_ttl,
+        )
+        await self.runtime.apply(config)
+        pool = UpstreamPool(
+            max_idle=settings.upstream_idle_connections, idle_timeout=settings.upstream_idle_timeout
+        )
+        record = None
+        if settings.analytics_enabled and settings.analytics_file is not None:
+            path = settings.analytics_file
+            if self._worker_index:
+                path = path.with_name(f"{path.stem}.w{self._worker_index}{path.suffix}")
+            self._analytics = AnalyticsBuffer(JsonLinesWriter(path))
+            self._tasks.append(asyncio.create_task(self._analytics.run()))
+            record = self._analytics.add
+        self.server = GatewayServer(settings, self.runtime, pool, record)
+        if settings.config_file is not None:
+            self._watcher = ConfigWatcher(settings.config_file, self._apply_soon)
+            self._tasks.append(asyncio.create_task(self._watcher.run()))
+        self._tasks.append(asyncio.create_task(self._sweep()))
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            self.server.protocol,
+            sock=_listening_socket(settings.host, settings.port, reuse_port=self._reuse_port),
+        )
+        self.port = self._listener.sockets[0].getsockname()[1]
+        log.info("gateway listening on http://%s:%d", settings.host, self.port)
+
+    def _apply_soon(self, config: GatewayConfig) -> None:
+        runtime = self.runtime
+        if runtime is not None:
+            self._tasks.append(asyncio.create_task(self._apply(runtime, config)))
+
+    async def _apply(self, runtime: Runtime, config: GatewayConfig) -> None:
+        try:
+            await runtime.apply(config)
+        except Exception:
+            log.exception("could not apply the new configuration; the previous one stays")
+
+    def reload(self) -> None:
+        """Re-read the configuration file now (SIGHUP)."""
+        if self._watcher is not None:
+            self._watcher.reload_now()
+
+    async def apply(self, config: GatewayConfig) -> None:
+        """Put ``config`` in force (used by tests and the embedded mode)."""
+        assert self.runtime is not None
+        await self.runtime.apply(config)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL)
+            if self.server is not None:
+                self.server.sweep(loop.time())
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace`` s), flush analytics."""
+        if self._listener is not None:
+            self._listener.close()
+        server = self.server
+        if server is not None:
+            server.draining = True
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            while not server.idle() and loop.time() < deadline:
+                server.close_idle()
+                await asyncio.sleep(0.05)
+            for conn in list(server.connections):
+                conn.abort()
+            server.pool.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._analytics is not None:
+            await self._analytics.aclose()
+        if self.runtime is not None:
+            await self.runtime.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+
+def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def run_gateway(
+    settings: GatewaySettings, *, reuse_port: bool = False, worker_index: int = 0
+) -> None:
+    """Run one gateway process on uvloop until SIGTERM or SIGINT."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(settings, reuse_port=reuse_port, worker_index=worker_index))
+
+
+async def _serve(settings: GatewaySettings, *, reuse_port: bool, worker_index: int) -> None:
+    service = GatewayService(settings, reuse_port=reuse_port, worker_index=worker_index)
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.reload)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: finishing in-flight requests and flushing analytics")
+        await service.stop()
+
+
+def data_path(settings: GatewaySettings, *parts: str) -> Path:
+    """A path under the data directory."""
+    return settings.data_dir.joinpath(*parts)

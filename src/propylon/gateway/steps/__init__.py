@@ -1,0 +1,1 @@
+"""One step per concern in the per-API request chain."""

@@ -1,0 +1,148 @@
+"""Authentication steps: who is calling, and which combined policy applies to them.
+
+``JwtAuthStep`` verifies the bearer token (fast path: the verifier's cache of verified tokens),
+refuses tokens of deleted clients, resolves policies (client → claim → scopes → defaults) and
+combines them for this API. The result per token is cached for the life of the compiled
+configuration, so a repeat caller costs two dictionary lookups. ``KeylessStep`` applies the API's
+static policies keyed by client address.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+
+from propylon.domain.config import ALL_APIS, Client, JwtAuth, Policy
+from propylon.gateway.errors import Forbidden, Unauthorized
+from propylon.gateway.exchange import Exchange
+from propylon.gateway.tokens import TokenRejected, TokenVerifier
+from propylon.policy.combine import EffectivePolicy, combine_for_api
+from propylon.policy.resolve import find_client_id, resolve
+
+log = logging.getLogger(__name__)
+
+_MAX_CACHED = 100_000
+_Resolved = tuple[str, str | None, str | None, EffectivePolicy]
+
+
+class PolicyTable:
+    """The policies of one configuration as seen from one API, with combinations memoised."""
+
+    __slots__ = ("_cache", "api_id", "granting", "policies")
+
+    def __init__(self, api_id: str, policies: Mapping[str, Policy]) -> None:
+        self.api_id = api_id
+        self.policies = policies
+        self.granting = [
+            p for p in policies.values() if api_id in p.access_rights or ALL_APIS in p.access_rights
+        ]
+        self._cache: dict[tuple[str, ...], EffectivePolicy | None] = {}
+
+    def effective(self, policy_ids: tuple[str, ...]) -> EffectivePolicy | None:
+        """The combination of ``policy_ids`` for this API; ``None`` when none grants it."""
+        try:
+            return self._cache[policy_ids]
+        except KeyError:
+            pass
+        chosen = [self.policies[i] for i in policy_ids if i in self.policies]
+        result = combine_for_api(chosen, self.api_id)
+        if len(self._cache) >= 10_000:
+            self._cache.clear()
+        self._cache[policy_ids] = result
+        return result
+
+
+def bearer_token(authorization: bytes) -> str:
+    """Extract the token of an ``Authorization: Bearer`` header, or refuse with the generic 401."""
+    if not authorization:
+        raise Unauthorized("missing_token")
+    scheme, _, token = authorization.partition(b" ")
+    if scheme.lower() != b"bearer":
+        raise Unauthorized("not_bearer")
+    token = token.strip()
+    if not token:
+        raise Unauthorized("missing_token")
+    try:
+        return token.decode("ascii")
+    except UnicodeDecodeError:
+        raise Unauthorized("malformed") from None
+
+
+class JwtAuthStep:
+    """Verify the bearer JWT and attach identity, client, developer and policy to the exchange."""
+
+    __slots__ = ("_auth", "_clients", "_resolved", "_revoked", "_table", "_verifier")
+
+    def __init__(
+        self,
+        auth: JwtAuth,
+        verifier: TokenVerifier,
+        table: PolicyTable,
+        *,
+        clients: Mapping[str, Client],
+        revoked: frozenset[str],
+    ) -> None:
+        self._auth = auth
+        self._verifier = verifier
+        self._table = table
+        self._clients = clients
+        self._revoked = revoked
+        self._resolved: dict[str, _Resolved] = {}
+
+    def __call__(self, exchange: Exchange) -> Awaitable[None] | None:
+        token = bearer_token(exchange.authorization)
+        try:
+            claims = self._verifier.verify_now(token)
+        except TokenRejected as exc:
+            raise Unauthorized(exc.reason) from None
+        if claims is None:
+            return self._verify_slow(exchange, token)
+        self._attach(exchange, token, claims)
+        return None
+
+    async def _verify_slow(self, exchange: Exchange, token: str) -> None:
+        try:
+            claims = await self._verifier.verify(token)
+        except TokenRejected as exc:
+            raise Unauthorized(exc.reason) from None
+        self._attach(exchange, token, claims)
+
+    def _attach(self, exchange: Exchange, token: str, claims: dict[str, object]) -> None:
+        hit = self._resolved.get(token)
+        if hit is None:
+            hit = self._resolve(claims)
+            if len(self._resolved) >= _MAX_CACHED:
+                self._resolved.clear()
+            self._resolved[token] = hit
+        exchange.identity, exchange.client_id, exchange.developer_id, exchange.policy = hit
+        exchange.claims = claims
+
+    def _resolve(self, claims: Mapping[str, object]) -> _Resolved:
+        client_id = find_client_id(claims, self._auth.client_claims)
+        if client_id is not None and client_id in self._revoked:
+            # Not cached: the answer is cheap and must never outlive a config change.
+            raise Forbidden(reason="client_revoked")
+        resolution = resolve(claims, self._auth, self._clients, self._table.policies)
+        if resolution is None:
+            raise Forbidden(reason="no_policy")
+        effective = self._table.effective(resolution.policy_ids)
+        if effective is None:
+            raise Forbidden(reason="policy_does_not_grant_api")
+        return resolution.identity, resolution.client_id, resolution.developer_id, effective
+
+
+class KeylessStep:
+    """No credentials: the caller is its address and the API's own policies apply."""
+
+    __slots__ = ("_effective", "_has_policies")
+
+    def __init__(self, table: PolicyTable, policy_ids: Sequence[str]) -> None:
+        self._has_policies = bool(policy_ids)
+        self._effective = table.effective(tuple(policy_ids)) if policy_ids else None
+
+    def __call__(self, exchange: Exchange) -> None:
+        exchange.identity = exchange.client_ip
+        if self._has_policies:
+            if self._effective is None:
+                raise Forbidden(reason="policy_does_not_grant_api")
+            exchange.policy = self._effective

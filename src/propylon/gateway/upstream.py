@@ -1,0 +1,239 @@
+"""Upstream connections: a keep-alive pool and the protocol that reads upstream responses.
+
+An :class:`UpstreamConnection` is an asyncio ``Protocol`` with an httptools response parser. It
+serves one exchange at a time and hands every event (head, body piece, end, loss, flow-control) to
+its current :class:`UpstreamListener` — the front end's exchange — so response bodies stream to the
+client as they arrive, never buffered whole. Connections whose response completed cleanly go back
+to the :class:`UpstreamPool` for reuse; idle ones are closed after a timeout and the pool keeps at
+most a bounded number per upstream address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Protocol, cast
+
+import httptools
+
+from propylon.gateway.chain import UpstreamTarget
+from propylon.gateway.errors import BadGateway, GatewayTimeout
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamListener(Protocol):
+    """What an upstream connection reports to the exchange it serves."""
+
+    def upstream_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                      chunked: bool, length_known: bool) -> None: ...
+    def upstream_body(self, data: bytes) -> None: ...
+    def upstream_complete(self, reusable: bool) -> None: ...
+    def upstream_lost(self, exc: Exception | None) -> None: ...
+    def upstream_pause_writing(self) -> None: ...
+    def upstream_resume_writing(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to an upstream, parsing the responses it sends."""
+
+    __slots__ = (
+        "_chunked", "_headers", "_ignore", "_length_known", "_parser", "_reason", "closed",
+        "idle_since", "key", "listener", "skip_body", "transport",
+    )
+
+    def __init__(self, key: tuple[str, str, int]) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.listener: UpstreamListener | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._chunked = False
+        self._length_known = False
+        self._ignore = False
+        self.skip_body = False
+        self.closed = False
+        self.idle_since = 0.0
+
+    # asyncio callbacks -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._ignore:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BadGateway(f"upstream sent invalid HTTP: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_resume_writing()
+
+    # httptools callbacks ------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._reason = b""
+        self._chunked = False
+        self._length_known = False
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname == b"transfer-encoding":
+            self._chunked = value.strip().lower().endswith(b"chunked")
+        elif lname == b"content-length":
+            self._length_known = True
+        self._headers.append((lname, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        listener = self.listener
+        if status < 200 and status != 101:
+            # Interim responses (100 Continue, 103 Early Hints) are consumed here: the gateway
+            # answers Expect: 100-continue itself.
+            return
+        if listener is None:
+            return
+        listener.upstream_head(status, self._reason, self._headers, self._chunked, self._length_known)
+        if self.skip_body and self.listener is listener:
+            # A response to HEAD has no body whatever its Content-Length says, and httptools
+            # cannot be told so; finish here and do not reuse the connection.
+            self._ignore = True
+            self.listener = None
+            listener.upstream_complete(False)
+
+    def on_body(self, body: bytes) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200 and status != 101:
+            return
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.upstream_complete(self._parser.should_keep_alive())
+
+    # used by the exchange ------------------------------------------------------------------------
+
+    def _fail(self, error: Exception) -> None:
+        self._ignore = True
+        listener, self.listener = self.listener, None
+        self.abort()
+        if listener is not None:
+            listener.upstream_lost(error)
+
+    def write(self, data: bytes) -> None:
+        """Send bytes upstream (request head or body)."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        """Stop reading the response (the client is slower than the upstream)."""
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read the response again."""
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Drop the connection at once (client gone, timeout, protocol error)."""
+        self.closed = True
+        self.listener = None
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per upstream address, and new connections when none is idle."""
+
+    def __init__(self, *, max_idle: int = 64, idle_timeout: float = 30.0) -> None:
+        self._idle: dict[tuple[str, str, int], list[UpstreamConnection]] = {}
+        self._max_idle = max_idle
+        self._idle_timeout = idle_timeout
+        self._tls = ssl.create_default_context()
+
+    def acquire(self, target: UpstreamTarget) -> UpstreamConnection | None:
+        """An idle connection to ``target``, if one is ready (most recently used first)."""
+        idle = self._idle.get(target.key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def connect(self, target: UpstreamTarget, connect_timeout: float) -> UpstreamConnection:
+        """Open a new connection, mapping failures to 502 (refused) and 504 (too slow)."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: UpstreamConnection(target.key),
+                    target.host,
+                    target.port,
+                    ssl=self._tls if target.scheme == "https" else None,
+                    server_hostname=target.host if target.scheme == "https" else None,
+                ),
+                connect_timeout,
+            )
+        except TimeoutError as exc:
+            raise GatewayTimeout(f"connect to {target.host}:{target.port} timed out") from exc
+        except OSError as exc:
+            raise BadGateway(f"connect to {target.host}:{target.port} failed: {exc}") from exc
+        return protocol
+
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        """Return a connection whose exchange completed cleanly."""
+        if conn.closed:
+            return
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= self._max_idle:
+            conn.abort()
+            return
+        conn.idle_since = now
+        idle.append(conn)
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for longer than the idle timeout."""
+        limit = now - self._idle_timeout
+        for key, idle in list(self._idle.items()):
+            keep = [c for c in idle if not c.closed and c.idle_since > limit]
+            for conn in idle:
+                if conn not in keep:
+                    conn.abort()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.abort()
+        self._idle.clear()

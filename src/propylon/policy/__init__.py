@@ -1,0 +1,1 @@
+"""Pure enforcement math: policy resolution and combination, rate limits, quotas, access rights."""

@@ -1,0 +1,45 @@
+"""Quotas: at most ``max`` requests per fixed window that starts at first use.
+
+The window opens with the first request after the previous window ended (not at calendar
+boundaries), as Tyk's quotas do, so each identity gets a full window from its first call. A
+refused request consumes nothing. Time is passed in; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from propylon.domain.config import Quota
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDecision:
+    """The outcome of one request against a quota; ``reset_after`` is seconds until renewal."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+
+
+def quota_hit(
+    window_start: float | None, used: int, now: float, quota: Quota
+) -> tuple[float, int, QuotaDecision]:
+    """Count one request at ``now``; return the new ``(window_start, used)`` and the decision.
+
+    ``window_start`` is ``None`` for a key never seen. When the window has elapsed a new one
+    starts at ``now``. ``max=0`` refuses everything.
+    """
+    renewal = quota.renewal_seconds
+    if window_start is None or now >= window_start + renewal:
+        window_start = now
+        used = 0
+    # A clock stepping backwards keeps the current window (resetting would hand out a fresh
+    # quota), but the advertised wait never exceeds one window.
+    reset_after = min(window_start + renewal - now, float(renewal))
+    limit = quota.max
+    # Positional construction: cheaper on the hot path (allowed, limit, remaining, reset_after).
+    if used >= limit:
+        return window_start, used, QuotaDecision(False, limit, 0, reset_after)
+    used += 1
+    return window_start, used, QuotaDecision(True, limit, limit - used, reset_after)

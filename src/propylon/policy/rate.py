@@ -1,0 +1,67 @@
+"""Rate limiting with GCRA (the generic cell rate algorithm).
+
+A limit of ``requests`` per ``per_seconds`` has an emission interval ``T = per_seconds /
+requests``. The only state is the theoretical arrival time (TAT): the instant at which the bucket
+would be empty again if no more requests came. A request at ``now`` is allowed when, after adding
+``T``, the TAT is at most ``per_seconds`` ahead of ``now``. So a full bucket allows exactly
+``requests`` requests at one instant, and after that one more every ``T`` seconds: the burst and
+the sustained rate come from the same two numbers and nothing is reset at window edges.
+
+Time is passed in (seconds, any origin); nothing here reads a clock. Timestamps are floats, so
+their magnitude sets the precision: at Unix-epoch values an ulp is ~0.2 µs and a burst of N can
+drift by N ulps, which matters only for sub-millisecond emission intervals. A monotonic clock,
+or the epoch minus a fixed offset, keeps that negligible.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from propylon.domain.config import RateLimit
+
+_EPSILON = sys.float_info.epsilon
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """The outcome of one rate-limited request, with what the response headers need.
+
+    ``reset_after`` is the number of seconds until the bucket is full again; ``retry_after`` is 0
+    when allowed, else the number of seconds until one request will be allowed.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float
+
+
+def gcra(tat: float, now: float, rate: RateLimit) -> tuple[float, RateDecision]:
+    """Apply one request at ``now`` to the state ``tat``; return the new TAT and the decision.
+
+    A fresh key may pass any ``tat <= now`` (``now`` itself, or 0). A denied request leaves the
+    TAT unchanged, so being refused costs nothing.
+    """
+    # Hot path: model attributes read once, decisions built positionally (keywords cost more).
+    requests = rate.requests
+    window = rate.per_seconds
+    interval = window / requests
+    start = tat if tat > now else now
+    new_tat = start + interval
+    ahead = new_tat - now
+    # Each stored TAT is rounded, and with epoch-sized timestamps an ulp is ~0.2 µs, so a burst
+    # of N could otherwise lose its last request to rounding. The slack covers N roundings and
+    # stays far below one interval, so the burst size is still exact.
+    # (epsilon * |x| bounds ulp(x) and avoids a function call.)
+    slack = min(0.5 * interval, (requests + 1) * _EPSILON * abs(new_tat + window))
+    if ahead > window + slack:
+        # allowed, limit, remaining, reset_after, retry_after
+        return tat, RateDecision(False, requests, 0, start - now, ahead - window)
+    remaining = int((window - ahead + slack) / interval)
+    if remaining >= requests:
+        remaining = requests - 1
+    elif remaining < 0:
+        remaining = 0
+    return new_tat, RateDecision(True, requests, remaining, ahead, 0.0)

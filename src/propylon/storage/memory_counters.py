@@ -1,0 +1,85 @@
+"""In-process counters for the embedded and single-node gateway: plain ordered dicts.
+
+Memory stays bounded without ever scanning the whole table on one call:
+
+- each touched key moves to the back of its table, and every call then examines the two
+  entries at the front: a fully recovered one (rate: TAT not ahead of now; quota: window over) is
+  dropped, since a fresh entry would decide the same; a live one rotates to the back. Each call
+  adds at most one entry and examines two, so recovered entries cannot pile up;
+- a hard cap ``max_keys`` per table evicts from the front (least recently touched or examined)
+  when many distinct keys are live at once. An evicted key starts afresh, i.e. this fails open
+  for that key: the alternative, refusing new keys, would let a flood of identities lock out
+  everyone else.
+
+Not thread-safe: each gateway worker is one event loop, and each owns its counters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from propylon.domain.config import Quota, RateLimit
+from propylon.policy.quota import QuotaDecision, quota_hit
+from propylon.policy.rate import RateDecision, gcra
+
+DEFAULT_MAX_KEYS = 1_000_000
+
+# Entries examined per call; two keeps the sweep ahead of insertions (at most one per call).
+_SWEEP_PER_CALL = 2
+
+# (window_start, used, window_end): the end is kept so the sweep needs no Quota to judge it.
+_QuotaState = tuple[float, int, float]
+
+
+class MemoryCounters:
+    """A :class:`~propylon.storage.counters.CounterStore` in this process's memory."""
+
+    __slots__ = ("_max_keys", "_quotas", "_rates")
+
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self._max_keys = max_keys
+        # OrderedDict rather than dict: popping from the front of a plain dict leaves dead
+        # slots that make finding the next front entry O(n) until the dict is rebuilt.
+        self._rates: OrderedDict[str, float] = OrderedDict()
+        self._quotas: OrderedDict[str, _QuotaState] = OrderedDict()
+
+    def __len__(self) -> int:
+        """The number of keys held, rate and quota entries counted separately."""
+        return len(self._rates) + len(self._quotas)
+
+    def rate_hit(self, key: str, rate: RateLimit, now: float) -> RateDecision:
+        """Apply one request at ``now`` to ``key``'s rate limit (GCRA)."""
+        rates = self._rates
+        tat, decision = gcra(rates.pop(key, now), now, rate)
+        rates[key] = tat
+        # min(): a TAT within an ulp of now counts as recovered, so even the key just touched
+        # may go and leave the table empty.
+        for _ in range(min(_SWEEP_PER_CALL, len(rates))):
+            old_key, old_tat = rates.popitem(last=False)
+            if old_tat > now:
+                rates[old_key] = old_tat
+        while len(rates) > self._max_keys:
+            rates.popitem(last=False)
+        return decision
+
+    def quota_hit(self, key: str, quota: Quota, now: float) -> QuotaDecision:
+        """Count one request at ``now`` against ``key``'s quota (fixed window from first use)."""
+        quotas = self._quotas
+        state = quotas.pop(key, None)
+        start, used = (state[0], state[1]) if state is not None else (None, 0)
+        start, used, decision = quota_hit(start, used, now, quota)
+        quotas[key] = (start, used, start + quota.renewal_seconds)
+        for _ in range(min(_SWEEP_PER_CALL, len(quotas))):
+            old_key, old_state = quotas.popitem(last=False)
+            if old_state[2] > now:
+                quotas[old_key] = old_state
+        while len(quotas) > self._max_keys:
+            quotas.popitem(last=False)
+        return decision
+
+    def clear(self) -> None:
+        """Forget every counter."""
+        self._rates.clear()
+        self._quotas.clear()

@@ -1,0 +1,1 @@
+"""Propylon test suite."""

@@ -1,0 +1,1 @@
+"""Tests of analytics records, the buffer and the JSON-lines writer."""

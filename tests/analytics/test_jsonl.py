@@ -1,0 +1,106 @@
+"""The JSON-lines writer: appends, keeps its handle, repairs torn lines, translates errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from propylon.analytics.buffer import AnalyticsWriteError, AnalyticsWriter
+from propylon.analytics.jsonl import JsonLinesWriter
+from tests.analytics.factory import make_record
+
+
+def read_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_writes_one_object_per_line_creating_directories(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "analytics.jsonl"
+    writer: AnalyticsWriter = JsonLinesWriter(path)
+    writer.write_batch([make_record(0), make_record(1)])
+    writer.write_batch([make_record(2)])
+    writer.close()
+    lines = read_lines(path)
+    assert [line["path"] for line in lines] == [f"/orders/items/{i}" for i in range(3)]
+    assert lines[0] == make_record(0).to_json_dict()
+
+
+def test_appends_to_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    for index in range(2):
+        writer = JsonLinesWriter(path)
+        writer.write_batch([make_record(index)])
+        writer.close()
+    assert len(read_lines(path)) == 2
+
+
+def test_keeps_the_file_open_between_batches(tmp_path: Path) -> None:
+    writer = JsonLinesWriter(tmp_path / "a.jsonl")
+    writer.write_batch([make_record(0)])
+    handle = writer._file
+    writer.write_batch([make_record(1)])
+    assert writer._file is handle
+    assert handle is not None
+    writer.close()
+    assert handle.closed
+
+
+def test_batches_are_flushed_before_close(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    writer = JsonLinesWriter(path)
+    writer.write_batch([make_record(0)])
+    assert len(read_lines(path)) == 1  # readable by another process without closing
+    writer.close()
+
+
+def test_a_torn_last_line_is_fenced_off(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"path": "/complete"}\n{"path": "/tor')
+    writer = JsonLinesWriter(path)
+    writer.write_batch([make_record(7)])
+    writer.close()
+    lines = path.read_text().splitlines()
+    assert lines[1] == '{"path": "/tor'
+    assert json.loads(lines[2])["path"] == "/orders/items/7"
+
+
+def test_non_ascii_and_surrogates_stay_valid_json(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    writer = JsonLinesWriter(path)
+    writer.write_batch([make_record(0, path="/caf\u00e9/\udcff")])
+    writer.close()
+    assert read_lines(path)[0]["path"] == "/caf\u00e9/\udcff"
+
+
+def test_an_unserialisable_record_is_skipped_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "a.jsonl"
+    writer = JsonLinesWriter(path)
+    poison = make_record(1, total_latency_ms=float("nan"))
+    writer.write_batch([make_record(0), poison, make_record(2)])
+    writer.close()
+    assert [line["path"] for line in read_lines(path)] == ["/orders/items/0", "/orders/items/2"]
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_os_errors_are_translated(tmp_path: Path) -> None:
+    directory = tmp_path / "is-a-directory"
+    directory.mkdir()
+    writer = JsonLinesWriter(directory)
+    with pytest.raises(AnalyticsWriteError) as info:
+        writer.write_batch([make_record()])
+    assert isinstance(info.value.__cause__, OSError)
+    writer.close()
+
+
+def test_closed_writer_refuses_batches_and_close_is_idempotent(tmp_path: Path) -> None:
+    writer = JsonLinesWriter(tmp_path / "a.jsonl")
+    writer.write_batch([make_record()])
+    writer.close()
+    writer.close()
+    with pytest.raises(AnalyticsWriteError, match="closed"):
+        writer.write_batch([make_record()])

@@ -1,0 +1,1 @@
+"""Tests of the declarative gateway file: loading, validation reporting, watching."""

@@ -1,0 +1,27 @@
+"""Suite-wide hooks: under ``PROPYLON_REQUIRE_SERVICES=1`` (CI) a skipped test fails the run.
+
+A test that needs an external service (Redis, PostgreSQL, Chromium, a third-party IdP) skips with a
+reason on a laptop that lacks it; in CI every such service must be there, so a skip means the suite
+silently stopped testing something, and that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("PROPYLON_REQUIRE_SERVICES") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under PROPYLON_REQUIRE_SERVICES=1: {reason}"

@@ -1,0 +1,84 @@
+"""Fixtures that start real servers on loopback: the echo upstream and a gateway service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from propylon.demo.upstream import start_echo_upstream
+from propylon.domain.config import GatewayConfig, parse_config
+from propylon.gateway.service import GatewayService
+from propylon.settings import GatewaySettings
+
+StartGateway = Callable[..., Awaitable[GatewayService]]
+
+
+@pytest.fixture
+async def echo_port() -> AsyncIterator[int]:
+    """A real echo upstream on an ephemeral loopback port."""
+    server = await start_echo_upstream("127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
+    """Start gateway services in this event loop; all are stopped at the end of the test."""
+    services: list[GatewayService] = []
+
+    async def start(config: dict[str, Any] | GatewayConfig, **settings: Any) -> GatewayService:
+        cfg = config if isinstance(config, GatewayConfig) else parse_config(config)
+        options: dict[str, Any] = {"port": 0, "data_dir": tmp_path / f"gw{len(services)}"}
+        options.update(settings)
+        service = GatewayService(GatewaySettings(**options), cfg)
+        await service.start()
+        services.append(service)
+        return service
+
+    yield start
+    for service in services:
+        await service.stop(grace=1.0)
+
+
+def keyless_api(upstream_port: int, **overrides: Any) -> dict[str, Any]:
+    """A keyless API definition in front of the echo upstream."""
+    api: dict[str, Any] = {
+        "id": "echo",
+        "listen_path": "/echo/",
+        "upstream": f"http://127.0.0.1:{upstream_port}/",
+        "strip_listen_path": True,
+        "auth": {"type": "keyless"},
+    }
+    api.update(overrides)
+    return api
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client that trusts no proxy settings from the environment."""
+    async with httpx.AsyncClient(trust_env=False, timeout=10.0) as http:
+        yield http
+
+
+async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the server closes (or the timeout), return what came back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    chunks = []
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except TimeoutError:
+        pass
+    writer.close()
+    return b"".join(chunks)

@@ -1,0 +1,1 @@
+"""Unit tests of the pure enforcement math (``propylon.policy``) and the in-memory counters."""
