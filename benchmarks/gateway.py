@@ -39,9 +39,11 @@ from types import FrameType
 from typing import Any
 
 from benchlib.fresh import run_bounded
+from benchlib.load import background_busy_pct
 from benchlib.processes import BenchError, require_tools
 from benchlib.report import (
     FreshRow,
+    Round,
     Summary,
     add_ratios,
     first_use_cost_us,
@@ -61,7 +63,7 @@ from benchlib.targets import (
     start_upstream,
 )
 from benchlib.tokens import BenchKeys, generate_keys, invalid_tokens, jwks_server, mint_tokens
-from benchlib.wrk import WrkResult, WrkSettings, run_wrk
+from benchlib.wrk import WrkSettings, run_wrk
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_JSON = BENCH_DIR / "results" / "latest.json"
@@ -76,15 +78,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
-    parser.add_argument(
-        "--only", help=f"comma-separated configurations to run (of {', '.join(ALL_TARGETS)})"
-    )
+    parser.add_argument("--only", help=f"comma-separated configurations to run (of {', '.join(ALL_TARGETS)})")
     parser.add_argument("--skip-propylon", action="store_true", help="leave out propylon-*")
     parser.add_argument("--clients", type=int, default=1000, help="distinct tokens for wrk")
     parser.add_argument(
         "--first-use-tokens",
         type=int,
-        default=20_000,
+        default=10_000,
         help="fresh tokens per Propylon configuration for the first-use run (0 skips it)",
     )
     parser.add_argument("--propylon", help="the propylon executable (default: next to python)")
@@ -112,8 +112,7 @@ def selected_targets(args: argparse.Namespace) -> list[str]:
         unknown = wanted - set(ALL_TARGETS)
         if unknown:
             raise BenchError(
-                f"unknown configuration(s) {', '.join(sorted(unknown))}; "
-                f"choose from {', '.join(ALL_TARGETS)}"
+                f"unknown configuration(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_TARGETS)}"
             )
         names = [name for name in names if name in wanted]
     if args.skip_propylon:
@@ -152,9 +151,7 @@ def _handle_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def start_all(
-    names: list[str], context: StartContext, upstream: Target, stack: ExitStack
-) -> list[Target]:
+def start_all(names: list[str], context: StartContext, upstream: Target, stack: ExitStack) -> list[Target]:
     """Start the selected configurations (the upstream is already running)."""
     targets = []
     for name in names:
@@ -173,30 +170,32 @@ def check_all(targets: list[Target], valid_token: str, invalid: dict[str, str]) 
     for target in targets:
         target.check_warnings = check_target(target, valid_token, invalid)
         verdict = "ok" if not target.check_warnings else "; ".join(target.check_warnings)
-        checked = (
-            "valid→200, no token→401, 8 invalid tokens→401"
-            if target.authenticates
-            else ("valid→200")
-        )
+        checked = "valid→200, no token→401, 8 invalid tokens→401" if target.authenticates else ("valid→200")
         log(f"check {target.name}: {checked}: {verdict}")
+
+
+def _pct(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0f}%"
 
 
 def measure(
     targets: list[Target], settings: WrkSettings, token_file: Path, args: argparse.Namespace
-) -> dict[str, list[WrkResult]]:
-    """Warm-up + measured run per configuration, rotating the order each round."""
-    results: dict[str, list[WrkResult]] = {target.name: [] for target in targets}
+) -> dict[str, list[Round]]:
+    """Load sample + warm-up + measured run per configuration, rotating the order each round."""
+    results: dict[str, list[Round]] = {target.name: [] for target in targets}
     for round_index in range(args.rounds):
         shift = round_index % len(targets)
         for target in targets[shift:] + targets[:shift]:
+            busy = background_busy_pct()
             if args.warmup > 0:
                 run_wrk(settings, target.port, token_file, args.warmup)
             result = run_wrk(settings, target.port, token_file, args.duration)
-            results[target.name].append(result)
+            results[target.name].append(Round(result, busy))
             log(
                 f"round {round_index + 1}/{args.rounds} {target.name:12} "
                 f"{result.requests_per_s:>10,.0f} req/s  p50 {result.p50_ms:.2f} ms  "
-                f"p99 {result.p99_ms:.2f} ms  non-2xx {result.non_2xx}"
+                f"p99 {result.p99_ms:.2f} ms  non-2xx {result.non_2xx}  "
+                f"(machine busy before: {_pct(busy)})"
             )
     return results
 
@@ -213,18 +212,14 @@ def measure_first_use(
     if count == 0:
         return rows
     repeated = [cached_tokens[i % len(cached_tokens)] for i in range(count)]
-    for target in targets:
+    for target in sorted(targets, key=lambda t: t.name == "haproxy"):  # reference row last
         if target.name in fresh_tokens:
             tokens = fresh_tokens[target.name]
             result = run_bounded(target.port, tokens, connections)
-            rows.append(
-                FreshRow(target.name, "fresh", f"{len(tokens):,} fresh, each used once", result)
-            )
+            rows.append(FreshRow(target.name, "fresh", f"{len(tokens):,} fresh, each used once", result))
             log(f"first use {target.name}: {result.requests_per_s:,.0f} req/s")
             result = run_bounded(target.port, repeated, connections)
-            rows.append(
-                FreshRow(target.name, "cached", f"{len(cached_tokens):,} cached, rotating", result)
-            )
+            rows.append(FreshRow(target.name, "cached", f"{len(cached_tokens):,} cached, rotating", result))
         elif target.name == "haproxy":
             result = run_bounded(target.port, repeated, connections)
             rows.append(
@@ -245,7 +240,7 @@ def _first_use_costs(rows: list[FreshRow]) -> dict[str, float | None]:
     return {name: first_use_cost_us(fresh[name], cached[name]) for name in fresh if name in cached}
 
 
-def build_summaries(targets: list[Target], results: dict[str, list[WrkResult]]) -> list[Summary]:
+def build_summaries(targets: list[Target], results: dict[str, list[Round]]) -> list[Summary]:
     summaries = []
     for target in targets:
         summary = Summary(
@@ -352,9 +347,9 @@ def run(args: argparse.Namespace) -> int:
         check_all(targets, cached_tokens[-1], invalid_tokens(keys, issuer))
         settings = WrkSettings(tools["wrk"], args.connections, args.threads)
         results = measure(targets, settings, token_file, args)
-        rows = measure_first_use(
-            targets, fresh, cached_tokens, args.first_use_tokens, args.connections
-        )
+        rows = measure_first_use(targets, fresh, cached_tokens, args.first_use_tokens, args.connections)
+        for target in targets:
+            target.process.stop()  # lets Propylon flush analytics before they are counted
         summaries = build_summaries(targets, results)
     costs = _first_use_costs(rows)
     write_json(args.json, _payload(args, tools, summaries, rows, costs))

@@ -82,9 +82,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 def _request_bytes(port: int, token: str) -> bytes:
-    return (
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
-    ).encode("ascii")
+    return (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n").encode(
+        "ascii"
+    )
 
 
 async def _connection_loop(port: int, tokens: Iterator[str], tally: _Tally) -> None:

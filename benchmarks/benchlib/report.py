@@ -13,9 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.fresh import ClientResult
+from benchlib.load import BUSY_WARNING_PCT
 from benchlib.wrk import WrkResult
 
 BASELINE = "nginx"
+
+
+@dataclass(frozen=True)
+class Round:
+    """One measured wrk run and how busy the machine was just before it (other processes)."""
+
+    result: WrkResult
+    background_busy_pct: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "background_busy_pct": self.background_busy_pct}
 
 
 @dataclass
@@ -24,7 +36,7 @@ class Summary:
 
     name: str
     description: str
-    rounds: list[WrkResult]
+    rounds: list[Round]
     warnings: list[str] = field(default_factory=list)
     analytics_lines: int | None = None
     rps_ratio: float | None = None
@@ -32,26 +44,35 @@ class Summary:
 
     @property
     def requests_per_s(self) -> float:
-        return statistics.median(r.requests_per_s for r in self.rounds)
+        return statistics.median(r.result.requests_per_s for r in self.rounds)
 
     @property
     def p50_ms(self) -> float:
-        return statistics.median(r.p50_ms for r in self.rounds)
+        return statistics.median(r.result.p50_ms for r in self.rounds)
 
     @property
     def p99_ms(self) -> float:
-        return statistics.median(r.p99_ms for r in self.rounds)
+        return statistics.median(r.result.p99_ms for r in self.rounds)
 
     @property
     def non_2xx(self) -> int:
-        return sum(r.non_2xx for r in self.rounds)
+        return sum(r.result.non_2xx for r in self.rounds)
 
     @property
     def socket_errors(self) -> int:
-        return sum(r.socket_error_total for r in self.rounds)
+        return sum(r.result.socket_error_total for r in self.rounds)
+
+    @property
+    def background_busy_pct(self) -> float | None:
+        """The highest background CPU load seen before this configuration's rounds."""
+        samples = [r.background_busy_pct for r in self.rounds if r.background_busy_pct is not None]
+        return max(samples) if samples else None
 
     def notes(self) -> list[str]:
         notes = list(self.warnings)
+        busy = self.background_busy_pct
+        if busy is not None and busy > BUSY_WARNING_PCT:
+            notes.append(f"machine {busy:.0f}% busy with other work before a round")
         if self.non_2xx:
             notes.insert(0, f"WARNING: {self.non_2xx} non-2xx responses in measured runs")
         if self.socket_errors:
@@ -70,6 +91,7 @@ class Summary:
             "non_2xx": self.non_2xx,
             "socket_errors": self.socket_errors,
             "analytics_lines": self.analytics_lines,
+            "max_background_busy_pct": self.background_busy_pct,
             "notes": self.notes(),
             "rounds": [r.to_json() for r in self.rounds],
         }

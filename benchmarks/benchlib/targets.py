@@ -94,9 +94,7 @@ def start_upstream(tools: dict[str, str], workdir: Path, probe_token: str) -> Ta
     )
 
 
-def _start_nginx(
-    name: str, nginx: str, prefix: Path, port: int, probe_token: str, config: str
-) -> Target:
+def _start_nginx(name: str, nginx: str, prefix: Path, port: int, probe_token: str, config: str) -> Target:
     config_path = prefix / "nginx.conf"
     config_path.write_text(config)
     argv = [nginx, "-p", str(prefix), "-c", str(config_path), "-e", str(prefix / "error.log")]
@@ -128,9 +126,7 @@ def start_haproxy(context: StartContext) -> Target:
     }
     config_path = prefix / "haproxy.cfg"
     config_path.write_text(render_template("haproxy-jwt.cfg", values))
-    process = start_process(
-        "haproxy", [context.tools["haproxy"], "-db", "-f", str(config_path)], prefix
-    )
+    process = start_process("haproxy", [context.tools["haproxy"], "-db", "-f", str(config_path)], prefix)
     wait_ready(process, port, lambda: _probe(port, context.probe_token))
     return Target(name="haproxy", port=port, authenticates=True, process=process)
 

@@ -2,8 +2,10 @@
 
 One RSA-2048 key pair per run. Tokens are RS256 with ``kid: bench-1``, ``iss`` = the JWKS
 server's base URL, ``aud`` = ``urn:bench``, ``exp`` one hour ahead and ``client_id``/``sub`` =
-``client-<n>``. Signing costs about a millisecond per token, so large batches are signed in a
-process pool (spawned, so no thread state is forked).
+``client-<n>``. They are signed with ``cryptography`` directly (RFC 7515 compact serialisation,
+RFC 7518 §3.3 RSASSA-PKCS1-v1_5 with SHA-256), which also lets the correctness checks build the
+malformed tokens no JWT library would produce. Signing costs about a millisecond per token, so
+large batches are signed in a process pool (spawned, so no thread state is forked).
 """
 
 from __future__ import annotations
@@ -23,15 +25,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing import get_context
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 AUDIENCE = "urn:bench"
 KID = "bench-1"
 TOKEN_LIFETIME_S = 3600
 _CHUNK = 500
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64_uint(value: int) -> str:
+    return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 @dataclass(frozen=True)
@@ -41,20 +49,21 @@ class BenchKeys:
     private_pem: bytes
     public_pem: bytes
 
+    def private_key(self) -> rsa.RSAPrivateKey:
+        key = serialization.load_pem_private_key(self.private_pem, password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+
     def jwks(self) -> dict[str, Any]:
-        """The public key as a JWK Set with ``kid``, ``use`` and ``alg``."""
-        public_key = serialization.load_pem_public_key(self.public_pem)
-        jwk: dict[str, Any] = RSAAlgorithm.to_jwk(public_key, as_dict=True)
-        jwk.update({"kid": KID, "use": "sig", "alg": "RS256"})
-        return {"keys": [jwk]}
+        """The public key as a JWK Set (RFC 7517/7518 §6.3) with ``kid``, ``use`` and ``alg``."""
+        numbers = self.private_key().public_key().public_numbers()
+        jwk = {"kty": "RSA", "n": _b64_uint(numbers.n), "e": _b64_uint(numbers.e)}
+        return {"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]}
 
 
 def generate_keys() -> BenchKeys:
     """A fresh RSA-2048 key pair."""
-    return _keys_from(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-def _keys_from(private_key: rsa.RSAPrivateKey) -> BenchKeys:
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -78,18 +87,25 @@ def claims_for(client: str, issuer: str, now: int) -> dict[str, Any]:
     }
 
 
-def _sign(claims: dict[str, Any], private_pem: bytes, kid: str = KID) -> str:
-    return jwt.encode(claims, private_pem, algorithm="RS256", headers={"kid": kid})
+def _json_b64(value: dict[str, Any]) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
+
+
+def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """``base64url(header) "." base64url(claims)``, the JWS signing input."""
+    return f"{_json_b64(header)}.{_json_b64(claims)}"
+
+
+def sign_rs256(claims: dict[str, Any], key: rsa.RSAPrivateKey, kid: str = KID) -> str:
+    """A compact RS256 JWS of ``claims`` with ``kid`` in its header."""
+    signing_input = _unsigned({"alg": "RS256", "typ": "JWT", "kid": kid}, claims)
+    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
 
 
 def _mint_chunk(private_pem: bytes, issuer: str, start: int, stop: int, now: int) -> list[str]:
-    key = serialization.load_pem_private_key(private_pem, password=None)
-    return [
-        jwt.encode(
-            claims_for(f"client-{n}", issuer, now), key, algorithm="RS256", headers={"kid": KID}
-        )
-        for n in range(start, stop)
-    ]
+    key = BenchKeys(private_pem, b"").private_key()
+    return [sign_rs256(claims_for(f"client-{n}", issuer, now), key) for n in range(start, stop)]
 
 
 def mint_tokens(keys: BenchKeys, issuer: str, start: int, count: int) -> list[str]:
@@ -104,14 +120,6 @@ def mint_tokens(keys: BenchKeys, issuer: str, start: int, count: int) -> list[st
         return [tok for future in futures for tok in future.result()]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-
-
 def _flip_signature(token: str) -> str:
     head, _, signature = token.rpartition(".")
     middle = len(signature) // 2
@@ -123,18 +131,19 @@ def invalid_tokens(keys: BenchKeys, issuer: str) -> dict[str, str]:
     """Tokens a JWT-validating proxy must answer with 401, keyed by what is wrong with them."""
     now = int(time.time())
     good = claims_for("client-invalid", issuer, now)
-    other_key = generate_keys().private_pem
+    key = keys.private_key()
+    other_key = generate_keys().private_key()
     unsigned_hs = _unsigned({"alg": "HS256", "typ": "JWT", "kid": KID}, good)
     hs_signature = hmac.new(keys.public_pem, unsigned_hs.encode(), hashlib.sha256).digest()
     return {
-        "bad signature": _flip_signature(_sign(good, keys.private_pem)),
-        "signed by another key": _sign(good, other_key),
-        "unknown kid": _sign(good, other_key, kid="not-a-bench-key"),
+        "bad signature": _flip_signature(sign_rs256(good, key)),
+        "signed by another key": sign_rs256(good, other_key),
+        "unknown kid": sign_rs256(good, other_key, kid="not-a-bench-key"),
         "alg none": _unsigned({"alg": "none", "typ": "JWT", "kid": KID}, good) + ".",
         "HS256 keyed with the public key": f"{unsigned_hs}.{_b64(hs_signature)}",
-        "expired": _sign({**good, "iat": now - 7200, "exp": now - 3600}, keys.private_pem),
-        "wrong audience": _sign({**good, "aud": "urn:not-bench"}, keys.private_pem),
-        "wrong issuer": _sign({**good, "iss": issuer + "/other"}, keys.private_pem),
+        "expired": sign_rs256({**good, "iat": now - 7200, "exp": now - 3600}, key),
+        "wrong audience": sign_rs256({**good, "aud": "urn:not-bench"}, key),
+        "wrong issuer": sign_rs256({**good, "iss": issuer + "/other"}, key),
     }
 
 

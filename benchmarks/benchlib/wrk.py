@@ -109,9 +109,7 @@ def run_wrk(settings: WrkSettings, port: int, token_file: Path, duration_s: floa
         "--",
         str(token_file),
     ]
-    completed = subprocess.run(
-        argv, capture_output=True, text=True, timeout=duration_s + 60, check=False
-    )
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     if completed.returncode != 0:
         raise BenchError(
             f"wrk failed with status {completed.returncode}:\n{completed.stdout}{completed.stderr}"

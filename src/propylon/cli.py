@@ -135,3 +135,7 @@ async def _up(settings: GatewaySettings, upstream_port: int) -> None:
         with contextlib.suppress(Exception):
             await upstream.wait_closed()
         click.echo("Propylon stopped; analytics flushed.")
+
+
+if __name__ == "__main__":
+    main()

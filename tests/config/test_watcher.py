@@ -255,3 +255,14 @@ def test_watcher_starting_without_a_file_applies_the_first_valid_one(
 def test_interval_must_be_positive(config_path: Path, recorder: Recorder) -> None:
     with pytest.raises(ValueError, match="interval"):
         ConfigWatcher(config_path, recorder, interval=0)
+
+
+def test_watcher_starting_on_a_bad_file_applies_it_once_fixed(
+    config_path: Path, recorder: Recorder
+) -> None:
+    config_path.write_text("apis: [\n")
+    watcher = ConfigWatcher(config_path, recorder, interval=INTERVAL)
+    assert watcher.reload_now() is False
+    config_path.write_text(valid("1"))
+    assert watcher.reload_now() is True
+    assert recorder.versions == ["1"]

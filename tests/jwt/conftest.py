@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -24,10 +25,16 @@ def idp() -> Iterator[TestIdp]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every client: loading the CA bundle per test is slow (and unused)."""
+    return ssl.create_default_context()
+
+
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client(tls_context: ssl.SSLContext) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client that ignores proxy settings of the environment (loopback only)."""
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=tls_context) as http:
         yield http
 
 

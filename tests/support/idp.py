@@ -123,7 +123,7 @@ class TestIdp:
         server.idp = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            target=server.serve_forever, kwargs={"poll_interval": 0.01},
             name="test-idp", daemon=True,
         )
         self._thread.start()
@@ -213,7 +213,7 @@ class TestIdp:
 
     @staticmethod
     def _sign(alg: str, signing_input: bytes, key: Any) -> bytes:
-        if alg == "none":
+        if alg.lower() in ("none", ""):  # unsecured JWS, in any spelling an attacker may try
             return b""
         if alg in _HMAC_HASHES:
             if not isinstance(key, bytes | str):

@@ -94,10 +94,8 @@ def _parse(path: Path, raw: bytes) -> GatewayConfig:
         raise _problem("the file is empty")
 
     duplicates: list[ConfigProblem] = []
-    if suffix in _YAML_SUFFIXES:
-        data = _decode_yaml(text, duplicates)
-    else:
-        data = _decode_json(text, duplicates)
+    decode = _decode_yaml if suffix in _YAML_SUFFIXES else _decode_json
+    data = decode(text, duplicates)
     if data is None:
         # A YAML file holding only comments, or a literal `null`: nothing was configured.
         raise _problem("the file is empty")
@@ -253,9 +251,10 @@ class ConfigWatcher:
         try:
             stat = os.stat(self.path)
             raw = _read(self.path)
+            _parse(self.path, raw)
         except (OSError, ConfigError):
-            # The caller could not have loaded it either; the first readable, valid content
-            # the watcher sees will be applied.
+            # The caller could not have loaded it either, so nothing from this file is in
+            # force: the first valid content the watcher sees will be applied.
             return
         self._seen = _fingerprint(stat)
         self._applied = hashlib.sha256(raw).digest()

@@ -170,6 +170,7 @@ class ClientConnection(asyncio.Protocol):
         self._close_after = False
         self._reused = False
         self._upstream_timeout = 30.0
+        self._until_eof = False
 
     # asyncio callbacks ---------------------------------------------------------------------------
 
@@ -530,6 +531,7 @@ class ClientConnection(asyncio.Protocol):
             ]
         for name, value in ex.response_headers:
             parts += [name, b": ", value, b"\r\n"]
+        self._until_eof = not length_known and not chunked
         if ex.method == "HEAD" or status in (204, 304) or status < 200:
             self._body_mode = _BODY_NONE
         elif length_known:
@@ -590,7 +592,10 @@ class ClientConnection(asyncio.Protocol):
                 f"upstream closed the connection: {exc}" if exc else "upstream closed the connection"
             )
             self._respond_error(req, error)
-        elif self._body_mode == _BODY_UNTIL_CLOSE and exc is None:
+        elif self._until_eof and exc is None:
+            # The upstream framed its body by closing the connection: that close is the end.
+            if self._body_mode == _BODY_CHUNKED and self.transport is not None:
+                self.transport.write(b"0\r\n\r\n")
             self._finish(req)
         else:
             # The response head is out, so the only honest signal left is a broken connection.

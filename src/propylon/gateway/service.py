@@ -61,6 +61,10 @@ class GatewayService:
         """Load the configuration, pre-fetch keys, and start listening."""
         settings = self.settings
         config = self._initial
+        if settings.config_file is not None:
+            # The watcher takes its baseline before the file is read, so an edit made while the
+            # gateway starts is applied (at worst twice), never missed.
+            self._watcher = ConfigWatcher(settings.config_file, self._apply_soon)
         if config is None:
             if settings.config_file is None:
                 raise ValueError("a configuration file or object is required")
@@ -87,8 +91,7 @@ class GatewayService:
             self._tasks.append(asyncio.create_task(self._analytics.run()))
             record = self._analytics.add
         self.server = GatewayServer(settings, self.runtime, pool, record)
-        if settings.config_file is not None:
-            self._watcher = ConfigWatcher(settings.config_file, self._apply_soon)
+        if self._watcher is not None:
             self._tasks.append(asyncio.create_task(self._watcher.run()))
         self._tasks.append(asyncio.create_task(self._sweep()))
         loop = asyncio.get_running_loop()

@@ -126,7 +126,7 @@ class TokenVerifier:
         entry = self._cache.get(token)
         if entry is not None:
             now = self._clock()
-            if entry[0] <= now < entry[1]:
+            if now < entry[1]:
                 return entry[2]
             del self._cache[token]  # past exp: full verification decides (leeway, reason)
         alg, kid = self._inspect(token)

@@ -1,0 +1,176 @@
+"""The ``propylon gateway`` command as an operator runs it: reload, signals, workers, analytics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _config(upstream_port: int, listen_path: str = "/echo/") -> dict[str, Any]:
+    return {"apis": [{
+        "id": "echo", "listen_path": listen_path, "upstream": f"http://127.0.0.1:{upstream_port}/",
+        "strip_listen_path": True, "auth": {"type": "keyless"},
+    }]}
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            httpx.get(url, timeout=0.5, trust_env=False)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("gateway did not start")
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    """The demo echo upstream in its own process (the gateway under test is a subprocess too)."""
+    port = _free_port()
+    code = (
+        "import asyncio, sys\n"
+        "from propylon.demo.upstream import start_echo_upstream\n"
+        "async def main():\n"
+        f"    await start_echo_upstream('127.0.0.1', {port})\n"
+        "    await asyncio.Event().wait()\n"
+        "asyncio.run(main())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+def _start(config_file: Path, data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "propylon.cli", "gateway", "--config", str(config_file),
+         "--port", str(port), "--data-dir", str(data_dir), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err.decode()
+
+
+def _wait_for_status(url: str, status: int, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if httpx.get(url, trust_env=False).status_code == status:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered {status}")
+
+
+def test_file_change_reload_keeps_old_config_on_bad_file_and_flushes_analytics_on_sigterm(
+    tmp_path: Path, echo_server: int
+) -> None:
+    config_file = tmp_path / "gateway.json"
+    config_file.write_text(json.dumps(_config(echo_server)))
+    port = _free_port()
+    proc = _start(config_file, tmp_path / "data", port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, proc)
+        assert httpx.get(f"{base}/echo/a", trust_env=False).status_code == 200
+
+        config_file.write_text(json.dumps(_config(echo_server, "/moved/")))
+        assert _wait_for_status(f"{base}/moved/a", 200, timeout=5) < 2.5
+        assert httpx.get(f"{base}/echo/a", trust_env=False).status_code == 404
+
+        config_file.write_text('{"apis": [{"id": "broken"}]}')
+        time.sleep(2.0)
+        assert httpx.get(f"{base}/moved/a", trust_env=False).status_code == 200
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    assert "listen_path" in err  # the bad file's problems were logged
+    records = [json.loads(line) for line in (tmp_path / "data" / "analytics.jsonl").read_text().splitlines()]
+    # Every request was recorded, including the readiness probes, and nothing was lost at exit.
+    assert len([r for r in records if r["path"] in ("/echo/a", "/moved/a")]) >= 3
+    assert {"status", "api_id", "total_latency_ms", "upstream_latency_ms"} <= set(records[-1])
+
+
+def test_sighup_reloads_the_file(tmp_path: Path, echo_server: int) -> None:
+    config_file = tmp_path / "gateway.json"
+    config_file.write_text(json.dumps(_config(echo_server)))
+    port = _free_port()
+    proc = _start(config_file, tmp_path / "data", port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, proc)
+        # Same size and mtime tricks aside, SIGHUP must reload at once.
+        config_file.write_text(json.dumps(_config(echo_server, "/hup/")))
+        proc.send_signal(signal.SIGHUP)
+        assert _wait_for_status(f"{base}/hup/a", 200, timeout=5) < 2.0
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+
+
+def test_two_workers_share_one_port(tmp_path: Path, echo_server: int) -> None:
+    config_file = tmp_path / "gateway.json"
+    config_file.write_text(json.dumps(_config(echo_server)))
+    port = _free_port()
+    proc = _start(config_file, tmp_path / "data", port, "--workers", "2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, proc, timeout=30)
+        time.sleep(1.0)  # let the second worker bind too
+        for _ in range(60):
+            with httpx.Client(trust_env=False) as fresh:  # a new connection each time
+                assert fresh.get(f"{base}/echo/x").status_code == 200
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    files = sorted(p.name for p in (tmp_path / "data").glob("analytics*.jsonl"))
+    assert files == ["analytics.jsonl", "analytics.w1.jsonl"]
+    total = sum(len(p.read_text().splitlines()) for p in (tmp_path / "data").glob("analytics*.jsonl"))
+    assert total >= 60
+
+
+def test_invalid_config_file_is_refused_with_every_problem(tmp_path: Path) -> None:
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text("apis:\n  - id: a\n    listen_path: nope\n    upstream: ftp://x\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "propylon.cli", "gateway", "--config", str(config_file)],
+        capture_output=True, timeout=30, check=False,
+    )
+    assert result.returncode != 0
+    err = result.stderr.decode()
+    assert "listen_path" in err and "upstream" in err and "auth" in err

@@ -1,0 +1,156 @@
+"""Upstream failures map to 502/504 JSON answers; disconnects propagate both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import StartGateway, keyless_api, raw_exchange
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ScriptedUpstream:
+    """A raw TCP upstream whose behaviour each test scripts; it records what it saw."""
+
+    def __init__(self, reply: bytes | None, *, close_after: bool = True, hold: float = 0.0) -> None:
+        self.reply = reply
+        self.close_after = close_after
+        self.hold = hold
+        self.received = bytearray()
+        self.disconnected = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            self.received += await reader.readuntil(b"\r\n\r\n")
+            if self.hold:
+                # Wait for the client side to go away (or the hold to elapse).
+                try:
+                    data = await asyncio.wait_for(reader.read(1), self.hold)
+                    if not data:
+                        self.disconnected.set()
+                except TimeoutError:
+                    pass
+            if self.reply is not None:
+                writer.write(self.reply)
+                await writer.drain()
+            if self.close_after:
+                writer.close()
+            else:
+                await reader.read()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.disconnected.set()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[list[ScriptedUpstream]]:
+    started: list[ScriptedUpstream] = []
+    yield started
+    for upstream in started:
+        if upstream.server is not None:
+            upstream.server.close()
+
+
+async def _start(started: list[ScriptedUpstream], upstream: ScriptedUpstream) -> ScriptedUpstream:
+    upstream.server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+    started.append(upstream)
+    return upstream
+
+
+async def test_connection_refused_is_502(start_gateway: StartGateway, client: httpx.AsyncClient) -> None:
+    gw = await start_gateway({"apis": [keyless_api(_free_port())]})
+    response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
+    assert response.status_code == 502
+    assert response.json()["error"] == "bad_gateway"
+
+
+async def test_slow_upstream_is_504(
+    echo_port: int, start_gateway: StartGateway, client: httpx.AsyncClient
+) -> None:
+    gw = await start_gateway({"apis": [keyless_api(echo_port, upstream_timeout=0.5)]})
+    response = await client.get(f"http://127.0.0.1:{gw.port}/echo/delay/5")
+    assert response.status_code == 504
+    assert response.json()["error"] == "gateway_timeout"
+
+
+async def test_garbage_from_upstream_is_502(
+    start_gateway: StartGateway, client: httpx.AsyncClient, scripted: list[ScriptedUpstream]
+) -> None:
+    upstream = await _start(scripted, ScriptedUpstream(b"NOT HTTP AT ALL\r\n\r\n"))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
+    assert response.status_code == 502
+
+
+async def test_upstream_closing_before_answering_is_502(
+    start_gateway: StartGateway, client: httpx.AsyncClient, scripted: list[ScriptedUpstream]
+) -> None:
+    upstream = await _start(scripted, ScriptedUpstream(None))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
+    assert response.status_code == 502
+
+
+async def test_truncated_upstream_body_breaks_the_client_connection(
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part"
+    upstream = await _start(scripted, ScriptedUpstream(reply))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\n\r\n")
+    # The head went out; the only honest signal left is closing without the rest of the body.
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert raw.endswith(b"only-part")
+
+
+async def test_close_delimited_upstream_body_is_rechunked(
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+) -> None:
+    reply = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close"
+    upstream = await _start(scripted, ScriptedUpstream(reply))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"10\r\nbody until close\r\n0\r\n\r\n"
+
+
+async def test_client_disconnect_cancels_the_upstream_request(
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+) -> None:
+    upstream = await _start(scripted, ScriptedUpstream(b"HTTP/1.1 200 OK\r\n\r\n", hold=5.0))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /echo/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await asyncio.wait_for(upstream.disconnected.wait(), 3)
+
+
+async def test_upstream_connection_not_reused_after_connection_close(
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream], client: httpx.AsyncClient
+) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    upstream = await _start(scripted, ScriptedUpstream(reply))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    for _ in range(3):
+        response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
+        assert response.status_code == 200
+        assert response.text == "ok"
+        assert "connection" not in response.headers or response.headers["connection"] != "close"
+    assert upstream.received.count(b"GET /x HTTP/1.1") == 3
