@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 class GatewaySettings(BaseSettings):
     """How a gateway process listens, limits and times out."""
 
-    model_config = SettingsConfigDict(env_prefix="PROPYLON_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PROPYLON_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     host: str = "127.0.0.1"
     """Address the gateway listens on. Loopback by default; set 0.0.0.0 to serve a network."""
@@ -41,7 +43,7 @@ class GatewaySettings(BaseSettings):
     """Where the gateway keeps state: last-good JWKS per issuer, analytics file."""
 
     analytics_file: Path | None = None
-    """JSON-lines analytics output; default ``{data_dir}/analytics.jsonl``. Empty disables."""
+    """JSON-lines analytics output; default ``{data_dir}/analytics.jsonl``."""
 
     analytics_enabled: bool = True
     """Write one analytics record per request."""
@@ -78,9 +80,6 @@ class GatewaySettings(BaseSettings):
 
     jwks_ttl: float = Field(default=600.0, gt=0)
     """Seconds JWKS are cached when the IdP sends no Cache-Control max-age."""
-
-    production: bool = False
-    """Production mode: refuses development defaults instead of warning about them."""
 
     @model_validator(mode="after")
     def _analytics_default(self) -> GatewaySettings:

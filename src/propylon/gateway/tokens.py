@@ -126,7 +126,7 @@ class TokenVerifier:
         entry = self._cache.get(token)
         if entry is not None:
             now = self._clock()
-            if now < entry[1]:
+            if entry[0] <= now < entry[1]:
                 return entry[2]
             del self._cache[token]  # past exp: full verification decides (leeway, reason)
         alg, kid = self._inspect(token)
@@ -165,7 +165,7 @@ class TokenVerifier:
             raise TokenRejected("malformed")
         try:
             raw = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
-            header = json.loads(raw, object_pairs_hook=_reject_duplicates)
+            header = json.loads(raw, object_pairs_hook=dict)
         except (binascii.Error, ValueError, RecursionError) as exc:
             raise TokenRejected("malformed") from exc
         if not isinstance(header, dict):

@@ -1,0 +1,1 @@
+"""Architecture rules checked as tests."""
