@@ -170,7 +170,9 @@ def check_all(targets: list[Target], valid_token: str, invalid: dict[str, str]) 
     for target in targets:
         target.check_warnings = check_target(target, valid_token, invalid)
         verdict = "ok" if not target.check_warnings else "; ".join(target.check_warnings)
-        checked = "valid→200, no token→401, 8 invalid tokens→401" if target.authenticates else ("valid→200")
+        checked = "valid→200"
+        if target.authenticates:
+            checked += f", no token→401, {len(invalid)} invalid tokens→401"
         log(f"check {target.name}: {checked}: {verdict}")
 
 

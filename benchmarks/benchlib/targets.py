@@ -171,9 +171,16 @@ def check_propylon_cli(executable: str | None) -> str:
     hint = "Run with --skip-propylon to benchmark only the other configurations."
     if executable is None:
         raise BenchError(f"no `propylon` executable found (install the project). {hint}")
-    completed = subprocess.run(
-        [executable, "gateway", "--help"], capture_output=True, text=True, timeout=60, check=False
-    )
+    try:
+        completed = subprocess.run(
+            [executable, "gateway", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"cannot run `{executable} gateway --help`: {exc}. {hint}") from exc
     if completed.returncode != 0:
         raise BenchError(
             f"`{executable} gateway --help` failed with status {completed.returncode}; "

@@ -32,7 +32,10 @@ class FakeWriter:
         self.gate = threading.Event()
         self.gate.set()
 
-    def write_batch(self, records: Sequence[AnalyticsRecord]) -> None:
+    def prepare(self, records: Sequence[AnalyticsRecord]) -> list[AnalyticsRecord]:
+        return list(records)
+
+    def write_batch(self, records: list[AnalyticsRecord]) -> None:
         self.calls += 1
         self.entered.set()
         assert self.gate.wait(5), "test never released the writer"

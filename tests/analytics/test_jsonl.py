@@ -20,8 +20,8 @@ def read_lines(path: Path) -> list[dict[str, object]]:
 def test_writes_one_object_per_line_creating_directories(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "analytics.jsonl"
     writer: AnalyticsWriter = JsonLinesWriter(path)
-    writer.write_batch([make_record(0), make_record(1)])
-    writer.write_batch([make_record(2)])
+    writer.write_records([make_record(0), make_record(1)])
+    writer.write_records([make_record(2)])
     writer.close()
     lines = read_lines(path)
     assert [line["path"] for line in lines] == [f"/orders/items/{i}" for i in range(3)]
@@ -32,16 +32,16 @@ def test_appends_to_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     for index in range(2):
         writer = JsonLinesWriter(path)
-        writer.write_batch([make_record(index)])
+        writer.write_records([make_record(index)])
         writer.close()
     assert len(read_lines(path)) == 2
 
 
 def test_keeps_the_file_open_between_batches(tmp_path: Path) -> None:
     writer = JsonLinesWriter(tmp_path / "a.jsonl")
-    writer.write_batch([make_record(0)])
+    writer.write_records([make_record(0)])
     handle = writer._file
-    writer.write_batch([make_record(1)])
+    writer.write_records([make_record(1)])
     assert writer._file is handle
     assert handle is not None
     writer.close()
@@ -51,7 +51,7 @@ def test_keeps_the_file_open_between_batches(tmp_path: Path) -> None:
 def test_batches_are_flushed_before_close(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     writer = JsonLinesWriter(path)
-    writer.write_batch([make_record(0)])
+    writer.write_records([make_record(0)])
     assert len(read_lines(path)) == 1  # readable by another process without closing
     writer.close()
 
@@ -60,7 +60,7 @@ def test_a_torn_last_line_is_fenced_off(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     path.write_text('{"path": "/complete"}\n{"path": "/tor')
     writer = JsonLinesWriter(path)
-    writer.write_batch([make_record(7)])
+    writer.write_records([make_record(7)])
     writer.close()
     lines = path.read_text().splitlines()
     assert lines[1] == '{"path": "/tor'
@@ -70,9 +70,17 @@ def test_a_torn_last_line_is_fenced_off(tmp_path: Path) -> None:
 def test_non_ascii_and_surrogates_stay_valid_json(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     writer = JsonLinesWriter(path)
-    writer.write_batch([make_record(0, path="/caf\u00e9/\udcff")])
+    writer.write_records([make_record(0, path="/caf\u00e9/\udcff")])
     writer.close()
     assert read_lines(path)[0]["path"] == "/caf\u00e9/\udcff"
+
+
+def test_nan_is_written_as_null(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    writer = JsonLinesWriter(path)
+    writer.write_records([make_record(0, total_latency_ms=float("nan"))])
+    writer.close()
+    assert read_lines(path)[0]["total_latency_ms"] is None
 
 
 def test_an_unserialisable_record_is_skipped_alone(
@@ -80,8 +88,8 @@ def test_an_unserialisable_record_is_skipped_alone(
 ) -> None:
     path = tmp_path / "a.jsonl"
     writer = JsonLinesWriter(path)
-    poison = make_record(1, total_latency_ms=float("nan"))
-    writer.write_batch([make_record(0), poison, make_record(2)])
+    poison = make_record(1, path=object())  # type: ignore[arg-type]
+    writer.write_records([make_record(0), poison, make_record(2)])
     writer.close()
     assert [line["path"] for line in read_lines(path)] == ["/orders/items/0", "/orders/items/2"]
     assert any(r.levelno == logging.ERROR for r in caplog.records)
@@ -92,15 +100,25 @@ def test_os_errors_are_translated(tmp_path: Path) -> None:
     directory.mkdir()
     writer = JsonLinesWriter(directory)
     with pytest.raises(AnalyticsWriteError) as info:
-        writer.write_batch([make_record()])
+        writer.write_records([make_record()])
     assert isinstance(info.value.__cause__, OSError)
     writer.close()
 
 
 def test_closed_writer_refuses_batches_and_close_is_idempotent(tmp_path: Path) -> None:
     writer = JsonLinesWriter(tmp_path / "a.jsonl")
-    writer.write_batch([make_record()])
+    writer.write_records([make_record()])
     writer.close()
     writer.close()
     with pytest.raises(AnalyticsWriteError, match="closed"):
-        writer.write_batch([make_record()])
+        writer.write_records([make_record()])
+
+
+@pytest.mark.parametrize("when", [0.0, 1.5, 1795880008.1482787, 1795880008.9999])
+def test_fast_encoding_matches_the_record_json_form(tmp_path: Path, when: float) -> None:
+    path = tmp_path / "a.jsonl"
+    writer = JsonLinesWriter(path)
+    record = make_record(3, time=when, developer_id=None)
+    writer.write_records([record])
+    writer.close()
+    assert read_lines(path) == [record.to_json_dict()]

@@ -160,7 +160,7 @@ async def test_unusable_jwks_are_skipped_and_logged(
 ) -> None:
     caplog.set_level(logging.INFO, logger="propylon.gateway.jwks")
     good = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 -- must be skipped
     k1 = ec.generate_private_key(ec.SECP256K1())
     p384 = ec.generate_private_key(ec.SECP384R1())
     hostile: list[Any] = [
@@ -304,11 +304,24 @@ async def test_garbage_answers_keep_the_last_good_keys(
     assert cache.get("rsa-1") is not None
 
 
-async def test_oversized_jwks_is_a_failure(idp: TestIdp, make_cache: MakeCache) -> None:
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "read-to-close"])
+async def test_oversized_jwks_is_a_failure(
+    idp: TestIdp, make_cache: MakeCache, declared: bool
+) -> None:
+    idp.set_content_length(declared)
     cache = make_cache(max_bytes=256)
     await cache.prefetch()
     assert idp.jwks_hits == 1
     assert cache.get("rsa-1") is None
+
+
+async def test_a_body_without_content_length_is_read(
+    idp: TestIdp, make_cache: MakeCache
+) -> None:
+    idp.set_content_length(False)
+    cache = make_cache()
+    await cache.prefetch()
+    assert cache.get("rsa-1") is not None
 
 
 async def test_redirects_are_not_followed(idp: TestIdp, make_cache: MakeCache) -> None:
@@ -324,6 +337,17 @@ async def test_fetch_time_is_bounded(idp: TestIdp, make_cache: MakeCache) -> Non
     started = time.monotonic()
     await cache.prefetch()
     assert time.monotonic() - started < 1.5
+    assert cache.get("rsa-1") is None
+
+
+async def test_a_slow_drip_answer_is_cut_by_the_total_timeout(
+    idp: TestIdp, make_cache: MakeCache
+) -> None:
+    idp.set_trickle(0.05)  # each read is quick, the whole body takes over a second
+    cache = make_cache(jwks_uri=idp.jwks_uri, timeout=0.3)
+    started = time.monotonic()
+    await cache.prefetch()
+    assert time.monotonic() - started < 0.9
     assert cache.get("rsa-1") is None
 
 
@@ -479,10 +503,15 @@ async def test_flush_drops_keys_state_and_negative_cache(
     await cache.prefetch()
     assert await cache.refetch_for("ghost") is None  # negative-cached, rate limit used
     cache.flush()
-    assert cache.get("rsa-1") is None
+    assert not cache.available
     assert not state.exists()
-    key = await cache.refetch_for("rsa-1")  # neither rate limited nor negative-cached now
-    assert key is not None
+    assert await cache.refetch_for("ghost") is None  # neither rate limited nor negative-cached
+    assert idp.jwks_hits == 3
+    assert cache.get("rsa-1") is not None
+    await eventually(state.exists)
+    cache.flush()
+    assert cache.get("rsa-1") is None  # nothing until fetched (get schedules that fetch)
+    await eventually(lambda: cache.get("rsa-1") is not None)
     await eventually(state.exists)
 
 
@@ -502,3 +531,22 @@ async def test_aclose_cancels_the_background_refresh(
     assert cache.get("rsa-1") is not None
     await cache.prefetch()
     assert idp.jwks_hits == 2  # closed: no more fetches
+
+
+async def test_a_background_refresh_does_not_negative_cache(
+    idp: TestIdp, make_cache: MakeCache, mono: FakeClock
+) -> None:
+    # A kid that arrives while a TTL refresh is in flight may have been published after that
+    # refresh read the JWKS: only a fetch started for the kid itself may declare it unknown.
+    cache = make_cache()
+    await cache.prefetch()
+    idp.set_delay(0.2)
+    mono.advance(601)
+    assert cache.get("rsa-1") is not None  # starts the background refresh
+    assert await cache.refetch_for("late") is None  # joins it
+    assert idp.jwks_hits == 2
+    idp.set_delay(0)
+    assert await cache.refetch_for("late") is None  # not negative-cached: a forced fetch
+    assert idp.jwks_hits == 3
+    assert await cache.refetch_for("late") is None  # now it is, and rate limited anyway
+    assert idp.jwks_hits == 3

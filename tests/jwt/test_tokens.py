@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -231,10 +231,8 @@ async def test_no_library_exception_escapes(idp: TestIdp, make_verifier: MakeVer
         chars = list(good)
         for _ in range(rng.randint(1, 4)):
             chars[rng.randrange(len(chars))] = rng.choice(alphabet)
-        try:
+        with contextlib.suppress(TokenRejected):
             await verifier.verify("".join(chars))
-        except TokenRejected:
-            pass
 
 
 # -- claims -------------------------------------------------------------------------------------
@@ -527,10 +525,8 @@ async def test_logs_never_contain_tokens(
         idp.mint({"exp": 1}),
     ]
     for token in tokens:
-        try:
+        with contextlib.suppress(TokenRejected):
             await verifier.verify(token)
-        except TokenRejected:
-            pass
     for token in tokens:
         for part in token.split("."):
             assert part not in caplog.text

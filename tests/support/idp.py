@@ -31,10 +31,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm, get_default_algorithms
 
 __all__ = ["TestIdp", "ec_private_key", "rsa_private_key"]
 
@@ -79,6 +78,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    send_length = True
+    trickle: float | None = None
 
     def do_GET(self) -> None:
         self.server.idp._serve(self)
@@ -109,6 +110,8 @@ class TestIdp:
         self._jwks_body: bytes | None = None
         self._discovery_overrides: dict[str, Any] = {}
         self._redirect: str | None = None
+        self._send_length = True
+        self._trickle: float | None = None
         self.jwks_hits = 0
         self.discovery_hits = 0
 
@@ -220,7 +223,7 @@ class TestIdp:
                 raise TypeError(f"{alg} needs sign_with=<bytes or str secret>")
             secret = key.encode() if isinstance(key, str) else key
             return hmac.new(secret, signing_input, _HMAC_HASHES[alg]).digest()
-        return bytes(jwt.get_algorithm_by_name(alg).sign(signing_input, key))
+        return bytes(get_default_algorithms()[alg].sign(signing_input, key))
 
     def rotate(self) -> str:
         """Add and publish a new RSA key; returns its kid (``rsa-2``, ``rsa-3``, ...)."""
@@ -290,6 +293,16 @@ class TestIdp:
         with self._lock:
             self._redirect = location
 
+    def set_content_length(self, enabled: bool) -> None:
+        """Send ``Content-Length`` (default) or end bodies by closing the connection."""
+        with self._lock:
+            self._send_length = enabled
+
+    def set_trickle(self, interval: float | None) -> None:
+        """Send bodies 64 bytes at a time, ``interval`` seconds apart (a slow-drip server)."""
+        with self._lock:
+            self._trickle = interval
+
     def reset_counters(self) -> None:
         """Set ``jwks_hits`` and ``discovery_hits`` back to zero."""
         with self._lock:
@@ -307,6 +320,7 @@ class TestIdp:
             failing, delay, redirect = self._failing, self._delay, self._redirect
             cache_control, jwks_body = self._cache_control, self._jwks_body
             overrides = dict(self._discovery_overrides)
+            handler.send_length, handler.trickle = self._send_length, self._trickle
         if delay and self._stopping.wait(delay):
             return
         if failing is not None:
@@ -331,8 +345,8 @@ class TestIdp:
         else:
             self._answer(handler, 404, _json({"error": "not_found"}))
 
-    @staticmethod
     def _answer(
+        self,
         handler: _Handler,
         status: int,
         body: bytes,
@@ -343,12 +357,20 @@ class TestIdp:
         try:
             handler.send_response(status)
             handler.send_header("content-type", "application/json")
-            handler.send_header("content-length", str(len(body)))
+            if handler.send_length:
+                handler.send_header("content-length", str(len(body)))
             if cache_control is not None:
                 handler.send_header("cache-control", cache_control)
             for name, value in (headers or {}).items():
                 handler.send_header(name, value)
             handler.end_headers()
-            handler.wfile.write(body)
+            if handler.trickle is None:
+                handler.wfile.write(body)
+                return
+            for start in range(0, len(body), 64):
+                handler.wfile.write(body[start : start + 64])
+                handler.wfile.flush()
+                if self._stopping.wait(handler.trickle):
+                    return
         except OSError:
             pass  # the client went away (e.g. it timed out first)

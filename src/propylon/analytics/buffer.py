@@ -22,7 +22,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from propylon.domain.analytics import AnalyticsRecord
 
@@ -34,15 +34,21 @@ class AnalyticsWriteError(Exception):
 
 
 class AnalyticsWriter(Protocol):
-    """Where batches of records end up.
+    """Where batches of records end up, in two phases.
 
-    Both methods are blocking and are called from a worker thread, never concurrently with each
-    other. ``write_batch`` either stores the whole batch or raises (preferably
-    :class:`AnalyticsWriteError`); the buffer retries a failed batch once.
+    ``prepare`` runs on the event loop and must only compute (serialise, build rows): doing it
+    there rather than in the worker thread avoids the two threads fighting over the GIL, which
+    costs the event loop far more than the work itself. ``write_batch`` receives what ``prepare``
+    returned and runs in a worker thread, never concurrently with itself; it either stores the
+    whole batch or raises (preferably :class:`AnalyticsWriteError`); the buffer retries once.
     """
 
-    def write_batch(self, records: Sequence[AnalyticsRecord]) -> None:
-        """Store ``records`` durably enough for the backend, in order."""
+    def prepare(self, records: Sequence[AnalyticsRecord]) -> object:
+        """Turn ``records`` into what :meth:`write_batch` stores (CPU only, no I/O)."""
+        ...
+
+    def write_batch(self, prepared: Any) -> None:
+        """Store a prepared batch durably enough for the backend, in order (blocking I/O)."""
         ...
 
     def close(self) -> None:
@@ -197,7 +203,13 @@ class AnalyticsBuffer:
         retried = len(batch)
         # Older records (the retry) first, so the backend sees them in arrival order.
         batch.extend(fresh)
-        task = asyncio.ensure_future(asyncio.to_thread(self._writer.write_batch, batch))
+        try:
+            prepared = self._writer.prepare(batch)
+        except Exception:
+            logger.exception("analytics records could not be prepared; %d dropped", len(batch))
+            self._dropped += len(batch)
+            return
+        task = asyncio.ensure_future(asyncio.to_thread(self._writer.write_batch, prepared))
         self._inflight = _InFlight(task, batch, retried)
         await self._settle()
 

@@ -12,9 +12,12 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+import orjson
 
 from propylon.analytics.buffer import AnalyticsWriteError
 from propylon.domain.analytics import AnalyticsRecord
@@ -33,9 +36,17 @@ class JsonLinesWriter:
         # an assumption for any other caller.
         self._lock = threading.Lock()
 
-    def write_batch(self, records: Sequence[AnalyticsRecord]) -> None:
-        """Append ``records``, one JSON object per line; raise :class:`AnalyticsWriteError`."""
-        data = _encode(records)
+    def prepare(self, records: Sequence[AnalyticsRecord]) -> bytes:
+        """Serialise ``records`` as JSON lines (runs on the event loop; CPU only)."""
+        return _encode(records)
+
+    def write_records(self, records: Sequence[AnalyticsRecord]) -> None:
+        """Prepare and write in one call (for callers outside the buffer)."""
+        self.write_batch(self.prepare(records))
+
+    def write_batch(self, prepared: bytes) -> None:
+        """Append prepared JSON lines; raise :class:`AnalyticsWriteError`."""
+        data = prepared
         with self._lock:
             if self._closed:
                 raise AnalyticsWriteError(f"{self.path}: writer is closed")
@@ -89,19 +100,32 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
+def _iso_utc(seconds: float) -> bytes:
+    # Same text as AnalyticsRecord.to_json_dict()'s timestamp, without building a datetime.
+    whole = int(seconds // 1)
+    millis = int((seconds - whole) * 1000)
+    return b"%b.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)).encode(), millis)
+
+
 def _encode(records: Sequence[AnalyticsRecord]) -> bytes:
-    lines: list[str] = []
+    lines: list[bytes] = []
     for record in records:
         try:
-            # ASCII output: a lone surrogate from a badly encoded path cannot break the encoding,
-            # and allow_nan=False keeps every line strict JSON.
-            lines.append(
-                json.dumps(record.to_json_dict(), separators=(",", ":"), allow_nan=False)
-            )
+            # orjson serialises the slotted dataclass directly (NaN becomes null) at a tenth of
+            # the stdlib's cost: this runs on the event loop for every request's record.
+            body = orjson.dumps(record)
+            lines.append(b'{"timestamp":"' + _iso_utc(record.time) + b'",' + body[1:])
+            continue
+        except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError):
+            pass
+        try:
+            data = record.to_json_dict()
+            # orjson refuses lone surrogates (from a badly encoded claim); the stdlib escapes them.
+            lines.append(json.dumps(data, separators=(",", ":"), allow_nan=False).encode("ascii"))
         except (TypeError, ValueError, OverflowError):
             # One malformed record must not poison the batch (it would be retried, then the
             # whole batch dropped); skip it alone.
             logger.exception("skipping an analytics record that cannot be serialised: %r", record)
     if not lines:
         return b""
-    return ("\n".join(lines) + "\n").encode("ascii")
+    return b"\n".join(lines) + b"\n"

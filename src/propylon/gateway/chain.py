@@ -34,6 +34,8 @@ class UpstreamTarget:
     port: int
     base_path: str
     host_header: bytes
+    head_prefix: bytes
+    """Request header lines the gateway sets, up to the client address appended per request."""
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -50,7 +52,9 @@ class UpstreamTarget:
         default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
         host_for_header = f"[{host}]" if ":" in host else host
         header = host_for_header if default_port else f"{host_for_header}:{port}"
-        return cls(scheme, host, port, parts.path.rstrip("/"), header.encode("ascii"))
+        host_bytes = header.encode("ascii")
+        prefix = b"host: %b\r\nx-forwarded-proto: http\r\nx-forwarded-for: " % host_bytes
+        return cls(scheme, host, port, parts.path.rstrip("/"), host_bytes, prefix)
 
 
 class CompiledApi:
@@ -68,9 +72,8 @@ class CompiledApi:
 
     def run(self, exchange: Exchange) -> Awaitable[None] | None:
         """Run the chain; ``None`` when it finished synchronously, else an awaitable to finish it."""
-        steps = self.steps
-        for index in range(len(steps)):
-            pending = steps[index](exchange)
+        for index, step in enumerate(self.steps):
+            pending = step(exchange)
             if pending is not None:
                 return self._resume(exchange, pending, index + 1)
         return None

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from propylon.gateway.chain import CompiledApi
-    from propylon.gateway.errors import Header
     from propylon.policy.combine import EffectivePolicy
 
 
@@ -51,7 +50,7 @@ class Exchange:
         method: str,
         path: str,
         query: bytes,
-        headers: list[Header],
+        headers: list[tuple[bytes, bytes]],
         *,
         version: str,
         keep_alive: bool,
@@ -77,7 +76,8 @@ class Exchange:
         self.client_id: str | None = None
         self.developer_id: str | None = None
         self.policy: EffectivePolicy | None = None
-        self.response_headers: list[Header] = []
+        # Complete header lines (b"name: value\r\n") the gateway adds to the upstream's response.
+        self.response_headers: list[bytes] = []
         self.status = 0
         self.error: str | None = None
         self.body_bytes = 0

@@ -223,6 +223,7 @@ class JwksCache:
         self._last_forced = -math.inf
         self._negative: dict[str | None, float] = {}
         self._inflight: asyncio.Task[bool] | None = None
+        self._inflight_forced = False  # whether the in-flight fetch was started for an unknown kid
         self._closed = False
         if state_file is not None:
             self._load_state(state_file)
@@ -287,26 +288,30 @@ class JwksCache:
         task = self._inflight
         if task is None or task.done():
             if now - self._last_forced < self._refetch_interval:
-                logger.debug("JWKS refetch for %s rate limited (kid=%r)", self.issuer, kid)
+                logger.debug("JWKS refetch for %s rate limited (kid=%.80r)", self.issuer, kid)
                 return None
             self._last_forced = now
-            task = self._start_fetch()
+            task = self._start_fetch(forced=True)
+        forced = self._inflight_forced
         fetched = await self._join(task)
         now = self._clock()
         key = self._lookup(kid, now)
-        if key is None and fetched:
-            # Only a successful fetch proves the kid unknown; an IdP outage proves nothing.
+        if key is None and fetched and forced:
+            # Only a successful fetch started after the kid was seen proves it unknown: an IdP
+            # outage proves nothing, and a background refresh may predate the key's publication.
             if len(self._negative) >= _MAX_NEGATIVE:
                 self._negative.pop(next(iter(self._negative)))
             self._negative[kid] = now + self._negative_ttl
-            logger.info("kid %r is not in the JWKS of %s", kid, self.issuer)
+            logger.info("kid %.80r is not in the JWKS of %s", kid, self.issuer)
         return key
 
-    def _start_fetch(self) -> asyncio.Task[bool]:
+    def _start_fetch(self, *, forced: bool = False) -> asyncio.Task[bool]:
+        """The in-flight fetch, started now if there is none (single-flight)."""
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.get_running_loop().create_task(
                 self._fetch_and_store(), name=f"jwks-fetch {self.issuer}"
             )
+            self._inflight_forced = forced
         return self._inflight
 
     async def _join(self, task: asyncio.Task[bool]) -> bool:
@@ -469,7 +474,10 @@ class JwksCache:
     # -- administration -------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Forget every key (memory and persisted) and the negative cache; refetch next time."""
+        """Forget every key (memory and persisted) and the negative cache; refetch next time.
+
+        A fetch already in flight still completes and installs what the IdP answered.
+        """
         self._by_kid = {}
         self._all = ()
         self._ttl = None

@@ -29,7 +29,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import jwt
+from jwt.api_jwt import PyJWT
+from jwt.exceptions import (
+    InvalidAlgorithmError,
+    InvalidAudienceError,
+    InvalidIssuerError,
+    InvalidSignatureError,
+    MissingRequiredClaimError,
+    PyJWTError,
+)
 from jwt.types import Options
 
 from propylon.domain.config import ASYMMETRIC_ALGORITHMS, IdentityProvider
@@ -49,7 +57,7 @@ _MISSING_CLAIM_REASONS = {
 }
 
 
-class TokenRejected(Exception):  # noqa: N818 -- the name is the gateway's published interface
+class TokenRejected(Exception):
     """A token was refused; ``reason`` (e.g. ``"expired"``) is for logs and metrics only."""
 
     def __init__(self, reason: str) -> None:
@@ -100,7 +108,7 @@ class TokenVerifier:
         self._clock = clock
         # token → (valid from, expires at, claims); insertion order is eviction order.
         self._cache: OrderedDict[str, tuple[float, float, dict[str, Any]]] = OrderedDict()
-        self._decoder = jwt.PyJWT()
+        self._decoder = PyJWT()
         self._options: Options = {
             "verify_signature": True,
             "require": ["exp", "iss"],
@@ -128,7 +136,7 @@ class TokenVerifier:
             now = self._clock()
             if entry[0] <= now < entry[1]:
                 return entry[2]
-            del self._cache[token]  # past exp: full verification decides (leeway, reason)
+            del self._cache[token]  # outside its window: full verification decides (leeway, reason)
         alg, kid = self._inspect(token)
         key = self._jwks.get(kid)
         if key is None:
@@ -148,7 +156,7 @@ class TokenVerifier:
         key = await self._jwks.refetch_for(kid)
         if key is None:
             reason = "unknown_kid" if self._jwks.available else "jwks_unavailable"
-            logger.debug("token refused for %s: %s (kid=%r)", self._issuer, reason, kid)
+            logger.debug("token refused for %s: %s (kid=%.80r)", self._issuer, reason, kid)
             raise TokenRejected(reason)
         return self._verify_with(token, alg, key)
 
@@ -165,7 +173,7 @@ class TokenVerifier:
             raise TokenRejected("malformed")
         try:
             raw = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
-            header = json.loads(raw, object_pairs_hook=dict)
+            header = json.loads(raw, object_pairs_hook=_reject_duplicates)
         except (binascii.Error, ValueError, RecursionError) as exc:
             raise TokenRejected("malformed") from exc
         if not isinstance(header, dict):
@@ -194,17 +202,17 @@ class TokenVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
             )
-        except jwt.InvalidSignatureError as exc:
+        except InvalidSignatureError as exc:
             raise TokenRejected("bad_signature") from exc
-        except jwt.InvalidIssuerError as exc:
+        except InvalidIssuerError as exc:
             raise TokenRejected("issuer_mismatch") from exc
-        except jwt.InvalidAudienceError as exc:
+        except InvalidAudienceError as exc:
             raise TokenRejected("audience_mismatch") from exc
-        except jwt.MissingRequiredClaimError as exc:
+        except MissingRequiredClaimError as exc:
             raise TokenRejected(_MISSING_CLAIM_REASONS.get(exc.claim, "malformed")) from exc
-        except jwt.InvalidAlgorithmError as exc:
+        except InvalidAlgorithmError as exc:
             raise TokenRejected("alg_not_allowed") from exc
-        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
+        except (PyJWTError, ValueError, TypeError, OverflowError) as exc:
             raise TokenRejected("malformed") from exc
         valid_from, expires = self._check_times(claims)
         now = self._clock()

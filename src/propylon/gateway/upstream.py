@@ -22,25 +22,32 @@ from propylon.gateway.errors import BadGateway, GatewayTimeout
 
 log = logging.getLogger(__name__)
 
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+    b"upgrade", b"proxy-authenticate",
+})
+
 
 class UpstreamListener(Protocol):
     """What an upstream connection reports to the exchange it serves."""
 
-    def upstream_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
-                      chunked: bool, length_known: bool) -> None: ...
+    def upstream_head(self, status: int, reason: bytes, lines: list[bytes],
+                      connection: bytes, chunked: bool, length_known: bool) -> None: ...
     def upstream_body(self, data: bytes) -> None: ...
     def upstream_complete(self, reusable: bool) -> None: ...
     def upstream_lost(self, exc: Exception | None) -> None: ...
     def upstream_pause_writing(self) -> None: ...
     def upstream_resume_writing(self) -> None: ...
+    def begin_batch(self) -> None: ...
+    def end_batch(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection to an upstream, parsing the responses it sends."""
 
     __slots__ = (
-        "_chunked", "_headers", "_ignore", "_length_known", "_parser", "_reason", "closed",
-        "idle_since", "key", "listener", "skip_body", "transport",
+        "_chunked", "_clock", "_connection", "_ignore", "_length_known", "_lines", "_parser", "_reason",
+        "closed", "idle_since", "key", "last_read", "listener", "skip_body", "transport",
     )
 
     def __init__(self, key: tuple[str, str, int]) -> None:
@@ -48,7 +55,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.listener: UpstreamListener | None = None
         self._parser = httptools.HttpResponseParser(self)
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._lines: list[bytes] = []
+        self._connection = b""
         self._reason = b""
         self._chunked = False
         self._length_known = False
@@ -56,6 +64,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.skip_body = False
         self.closed = False
         self.idle_since = 0.0
+        self._clock = asyncio.get_running_loop().time
+        self.last_read = 0.0
 
     # asyncio callbacks -------------------------------------------------------------------------
 
@@ -64,12 +74,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = self._clock()
         if self._ignore:
             return
+        listener = self.listener
+        if listener is not None:
+            listener.begin_batch()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(BadGateway(f"upstream sent invalid HTTP: {exc}"))
+        finally:
+            if listener is not None:
+                listener.end_batch()
 
     def eof_received(self) -> bool | None:
         return None
@@ -91,7 +108,8 @@ class UpstreamConnection(asyncio.Protocol):
     # httptools callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._headers = []
+        self._lines = []
+        self._connection = b""
         self._reason = b""
         self._chunked = False
         self._length_known = False
@@ -100,12 +118,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Lines are kept ready to forward; hop-by-hop headers are consumed here (RFC 9110 §7.6.1).
         lname = name.lower()
-        if lname == b"transfer-encoding":
-            self._chunked = value.strip().lower().endswith(b"chunked")
-        elif lname == b"content-length":
+        if lname in _HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                self._chunked = value.strip().lower().endswith(b"chunked")
+            elif lname == b"connection":
+                self._connection = value
+            return
+        if lname == b"content-length":
             self._length_known = True
-        self._headers.append((lname, value))
+        self._lines.append(b"%b: %b\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -116,7 +139,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if listener is None:
             return
-        listener.upstream_head(status, self._reason, self._headers, self._chunked, self._length_known)
+        listener.upstream_head(
+            status, self._reason, self._lines, self._connection, self._chunked, self._length_known
+        )
         if self.skip_body and self.listener is listener:
             # A response to HEAD has no body whatever its Content-Length says, and httptools
             # cannot be told so; finish here and do not reuse the connection.

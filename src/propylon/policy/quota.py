@@ -7,13 +7,12 @@ refused request consumes nothing. Time is passed in; nothing here reads a clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from propylon.domain.config import Quota
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaDecision:
+class QuotaDecision(NamedTuple):
     """The outcome of one request against a quota; ``reset_after`` is seconds until renewal."""
 
     allowed: bool

@@ -16,16 +16,18 @@ or the epoch minus a fixed offset, keeps that negligible.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from propylon.domain.config import RateLimit
 
 _EPSILON = sys.float_info.epsilon
 
 
-@dataclass(frozen=True, slots=True)
-class RateDecision:
+class RateDecision(NamedTuple):
     """The outcome of one rate-limited request, with what the response headers need.
+
+    A named tuple rather than a frozen dataclass: just as immutable, and several times cheaper
+    to build, which counts because one is built for every request of a rate-limited API.
 
     ``reset_after`` is the number of seconds until the bucket is full again; ``retry_after`` is 0
     when allowed, else the number of seconds until one request will be allowed.

@@ -2,10 +2,11 @@
 
 Memory stays bounded without ever scanning the whole table on one call:
 
-- each touched key moves to the back of its table, and every call then examines the two
-  entries at the front: a fully recovered one (rate: TAT not ahead of now; quota: window over) is
+- each touched key moves to the back of its table, and every 32nd call examines the 64 entries
+  at the front: a fully recovered one (rate: TAT not ahead of now; quota: window over) is
   dropped, since a fresh entry would decide the same; a live one rotates to the back. Each call
-  adds at most one entry and examines two, so recovered entries cannot pile up;
+  adds at most one entry and, on average, two are examined, so recovered entries cannot pile up
+  (sweeping in bursts keeps the per-call cost to a counter check);
 - a hard cap ``max_keys`` per table evicts from the front (least recently touched or examined)
   when many distinct keys are live at once. An evicted key starts afresh, i.e. this fails open
   for that key: the alternative, refusing new keys, would let a flood of identities lock out
@@ -25,7 +26,8 @@ from propylon.policy.rate import RateDecision, gcra
 DEFAULT_MAX_KEYS = 1_000_000
 
 # Entries examined per call; two keeps the sweep ahead of insertions (at most one per call).
-_SWEEP_PER_CALL = 2
+_SWEEP_EVERY = 32
+_SWEEP_BATCH = 64
 
 # (window_start, used, window_end): the end is kept so the sweep needs no Quota to judge it.
 _QuotaState = tuple[float, int, float]
@@ -34,7 +36,7 @@ _QuotaState = tuple[float, int, float]
 class MemoryCounters:
     """A :class:`~propylon.storage.counters.CounterStore` in this process's memory."""
 
-    __slots__ = ("_max_keys", "_quotas", "_rates")
+    __slots__ = ("_max_keys", "_quota_calls", "_quotas", "_rate_calls", "_rates")
 
     def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         if max_keys < 1:
@@ -44,6 +46,9 @@ class MemoryCounters:
         # slots that make finding the next front entry O(n) until the dict is rebuilt.
         self._rates: OrderedDict[str, float] = OrderedDict()
         self._quotas: OrderedDict[str, _QuotaState] = OrderedDict()
+        # One counter per table: a shared one could always be odd when one of them is called.
+        self._rate_calls = 0
+        self._quota_calls = 0
 
     def __len__(self) -> int:
         """The number of keys held, rate and quota entries counted separately."""
@@ -54,14 +59,17 @@ class MemoryCounters:
         rates = self._rates
         tat, decision = gcra(rates.pop(key, now), now, rate)
         rates[key] = tat
-        # min(): a TAT within an ulp of now counts as recovered, so even the key just touched
-        # may go and leave the table empty.
-        for _ in range(min(_SWEEP_PER_CALL, len(rates))):
-            old_key, old_tat = rates.popitem(last=False)
-            if old_tat > now:
-                rates[old_key] = old_tat
-        while len(rates) > self._max_keys:
-            rates.popitem(last=False)
+        self._rate_calls += 1
+        if not self._rate_calls % _SWEEP_EVERY:
+            # min(): a TAT within an ulp of now counts as recovered, so even the key just touched
+            # may go and leave the table empty.
+            for _ in range(min(_SWEEP_BATCH, len(rates))):
+                old_key, old_tat = rates.popitem(last=False)
+                if old_tat > now:
+                    rates[old_key] = old_tat
+        if len(rates) > self._max_keys:
+            while len(rates) > self._max_keys:
+                rates.popitem(last=False)
         return decision
 
     def quota_hit(self, key: str, quota: Quota, now: float) -> QuotaDecision:
@@ -71,12 +79,15 @@ class MemoryCounters:
         start, used = (state[0], state[1]) if state is not None else (None, 0)
         start, used, decision = quota_hit(start, used, now, quota)
         quotas[key] = (start, used, start + quota.renewal_seconds)
-        for _ in range(min(_SWEEP_PER_CALL, len(quotas))):
-            old_key, old_state = quotas.popitem(last=False)
-            if old_state[2] > now:
-                quotas[old_key] = old_state
-        while len(quotas) > self._max_keys:
-            quotas.popitem(last=False)
+        self._quota_calls += 1
+        if not self._quota_calls % _SWEEP_EVERY:
+            for _ in range(min(_SWEEP_BATCH, len(quotas))):
+                old_key, old_state = quotas.popitem(last=False)
+                if old_state[2] > now:
+                    quotas[old_key] = old_state
+        if len(quotas) > self._max_keys:
+            while len(quotas) > self._max_keys:
+                quotas.popitem(last=False)
         return decision
 
     def clear(self) -> None:
