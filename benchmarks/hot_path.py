@@ -105,7 +105,9 @@ async def measure(
             elapsed = time.perf_counter() - start
             if profiler is not None:
                 profiler.disable()
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+                stats = pstats.Stats(profiler).sort_stats("tottime")
+                stats.print_stats(30)
+                stats.print_callers("len|objects}")
             assert client_transport.written > 0
             assert not client_transport.closing
             return elapsed / requests * 1e6

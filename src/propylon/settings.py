@@ -48,6 +48,9 @@ class GatewaySettings(BaseSettings):
     analytics_enabled: bool = True
     """Write one analytics record per request."""
 
+    max_connections: int = Field(default=10_000, ge=1)
+    """Client connections one process serves at once; beyond it new ones get 503 and are closed."""
+
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     """Largest request line plus headers accepted; larger gets 431."""
 

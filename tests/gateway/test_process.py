@@ -174,3 +174,32 @@ def test_invalid_config_file_is_refused_with_every_problem(tmp_path: Path) -> No
     assert result.returncode != 0
     err = result.stderr.decode()
     assert "listen_path" in err and "upstream" in err and "auth" in err
+
+
+def test_sigusr1_flushes_cached_keys_and_tokens(tmp_path: Path, echo_server: int) -> None:
+    from tests.support.idp import TestIdp
+
+    with TestIdp() as idp:
+        config = _config(echo_server)
+        config["identity_providers"] = [{"id": "idp", "issuer": idp.issuer}]
+        config["apis"][0]["auth"] = {"type": "jwt", "identity_provider": "idp", "default_policies": ["all"]}
+        config["policies"] = [{"id": "all", "access_rights": {"*": {}}}]
+        config_file = tmp_path / "gateway.json"
+        config_file.write_text(json.dumps(config))
+        port = _free_port()
+        proc = _start(config_file, tmp_path / "data", port)
+        url = f"http://127.0.0.1:{port}/echo/a"
+        auth = {"Authorization": "Bearer " + idp.mint({"sub": "someone"})}
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}/", proc)
+            assert httpx.get(url, headers=auth, trust_env=False).status_code == 200
+            hits = idp.jwks_hits
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+            # the flushed key set is fetched again for the next token; the token still works
+            assert httpx.get(url, headers=auth, trust_env=False).status_code == 200
+            assert idp.jwks_hits == hits + 1
+        finally:
+            code, err = _stop(proc)
+        assert code == 0, err
+        assert "flushing cached JWKS" in err

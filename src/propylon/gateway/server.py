@@ -36,6 +36,7 @@ from propylon.gateway.errors import (
     GatewayTimeout,
     HeadersTooLarge,
     PayloadTooLarge,
+    ServiceUnavailable,
     render_error,
 )
 from propylon.gateway.exchange import Exchange
@@ -177,11 +178,17 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else ""
         self.last_read = self.loop.time()
+        if len(self.server.connections) >= self.server.settings.max_connections:
+            # Overloaded: say so (503 + Retry-After) rather than let the client time out.
+            self.transport.write(render_error(ServiceUnavailable("too_many_connections"), keep_alive=False))
+            self.closed = True
+            self.transport.close()
+            return
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.last_read = self.loop.time()
-        if self.paused & _PAUSE_FINAL:
+        if self.paused & _PAUSE_FINAL or self.closed:
             return
         self.begin_batch()
         try:
@@ -386,6 +393,10 @@ class ClientConnection(asyncio.Protocol):
         if req.error is not None:
             self._respond_error(req, req.error)
             return
+        if self.server.draining:
+            self._close_after = True
+            self._respond_error(req, ServiceUnavailable("shutting_down"))
+            return
         ex = req.ex
         assert ex is not None
         try:
@@ -535,7 +546,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._body_mode = _BODY_UNTIL_CLOSE
             ex.keep_alive = False
-        if not ex.keep_alive:
+        if not ex.keep_alive or self.server.draining:
             self._close_after = True
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")

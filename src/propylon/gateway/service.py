@@ -115,6 +115,13 @@ class GatewayService:
         except Exception:
             log.exception("could not apply the new configuration; the previous one stays")
 
+    def flush_keys(self) -> None:
+        """Forget cached signing keys and verified tokens (SIGUSR1): after an IdP key compromise,
+        the next token of each issuer makes the gateway fetch its JWKS again."""
+        if self.runtime is not None:
+            log.warning("flushing cached JWKS and verified tokens")
+            self.runtime.flush_keys()
+
     def reload(self) -> None:
         """Re-read the configuration file now (SIGHUP)."""
         if self._watcher is not None:
@@ -205,6 +212,7 @@ async def _serve(settings: GatewaySettings, *, reuse_port: bool, worker_index: i
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, service.reload)
+    loop.add_signal_handler(signal.SIGUSR1, service.flush_keys)
     try:
         await stop.wait()
     finally:

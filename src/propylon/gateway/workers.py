@@ -60,6 +60,7 @@ def run_workers(settings: GatewaySettings, *, log_level: str = "INFO") -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, forward)
+    signal.signal(signal.SIGUSR1, forward)
     for index in range(settings.workers):
         spawn(index)
     log.info("started %d gateway workers on port %d", settings.workers, settings.port)
