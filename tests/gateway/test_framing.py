@@ -132,3 +132,20 @@ async def test_header_timeout_closes_slow_clients(echo_port: int, start_gateway:
     assert status == 408
     assert b"connection: close" in head
     assert body["error"] == "request_timeout"
+
+
+async def test_a_broken_body_behind_a_pipelined_request_is_answered_in_turn(
+    echo_port: int, start_gateway: StartGateway
+) -> None:
+    gw = await start_gateway({"apis": [keyless_api(echo_port)]})
+    raw = await raw_exchange(
+        gw.port,
+        b"GET /echo/delay/0.3 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo/broken HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    )
+    answers = raw.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 2
+    assert answers[0].startswith(b"200")
+    assert b'"/delay/0.3"' in answers[0]
+    assert answers[1].startswith(b"400")
+    assert b"/broken" not in raw

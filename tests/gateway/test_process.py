@@ -173,7 +173,9 @@ def test_invalid_config_file_is_refused_with_every_problem(tmp_path: Path) -> No
     )
     assert result.returncode != 0
     err = result.stderr.decode()
-    assert "listen_path" in err and "upstream" in err and "auth" in err
+    assert "listen_path" in err
+    assert "upstream" in err
+    assert "auth" in err
 
 
 def test_sigusr1_flushes_cached_keys_and_tokens(tmp_path: Path, echo_server: int) -> None:

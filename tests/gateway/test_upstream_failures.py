@@ -134,7 +134,7 @@ async def test_client_disconnect_cancels_the_upstream_request(
 ) -> None:
     upstream = await _start(scripted, ScriptedUpstream(b"HTTP/1.1 200 OK\r\n\r\n", hold=5.0))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
-    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     writer.write(b"GET /echo/slow HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
     await asyncio.sleep(0.2)

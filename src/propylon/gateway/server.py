@@ -212,8 +212,9 @@ class ClientConnection(asyncio.Protocol):
             # The client is gone: cancel the upstream request by dropping its connection.
             upstream.abort()
         active, self.active = self.active, None
-        if active is not None and active.ex is not None and not self._head_sent:
-            self._record(active.ex, 499, "client_closed")
+        if active is not None and active.ex is not None:
+            # 499 (nginx's code) when nothing was answered yet; else the status that was sent.
+            self._record(active.ex, active.ex.status if self._head_sent else 499, "client_closed")
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -253,13 +254,13 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         req = self.current
         assert req is not None
-        req.head_done = True
         parser = self.parser
         try:
             req.ex = self._exchange(req)
         except GatewayError as exc:
             self._parse_error = exc
             raise
+        req.head_done = True
         if not parser.should_keep_alive():
             req.ex.keep_alive = False
         self.queue.append(req)
@@ -351,20 +352,23 @@ class ClientConnection(asyncio.Protocol):
     def _fatal(self, error: GatewayError) -> None:
         """The byte stream cannot be parsed further: answer in turn, then close."""
         self._pause(_PAUSE_FINAL)
-        req = self.current if self.current is not None and self.current not in self.queue else None
-        if req is None:
-            req = _Request()
-        self.current = None
-        req.error = error
-        if req.ex is None:
-            req.ex = Exchange(
-                "-", "-", b"", [], version="1.1", keep_alive=False, client_ip=self.client_ip,
-                host=b"", authorization=b"", started=time.perf_counter(),
-            )
-        if req in self.queue or req is self.active:
-            if req is self.active:
-                self._respond_error(req, error)
+        current, self.current = self.current, None
+        if current is not None and current.head_done:
+            # Its body is broken: that request gets the error instead of (or in place of) a reply.
+            if current is self.active:
+                if self._head_sent:
+                    self.abort()
+                else:
+                    self._respond_error(current, error)
+            else:
+                current.error = error
             return
+        req = _Request()
+        req.error = error
+        req.ex = Exchange(
+            "-", "-", b"", [], version="1.1", keep_alive=False, client_ip=self.client_ip,
+            host=b"", authorization=b"", started=time.perf_counter(),
+        )
         self.queue.append(req)
         if self.active is None:
             self._start_next()
