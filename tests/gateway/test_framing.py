@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 
@@ -149,3 +151,26 @@ async def test_a_broken_body_behind_a_pipelined_request_is_answered_in_turn(
     assert b'"/delay/0.3"' in answers[0]
     assert answers[1].startswith(b"400")
     assert b"/broken" not in raw
+
+
+async def test_idle_keep_alive_connections_are_closed(echo_port: int, start_gateway: StartGateway) -> None:
+    gw = await start_gateway({"apis": [keyless_api(echo_port)]}, client_idle_timeout=0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /echo/a HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    started = time.monotonic()
+    data = await asyncio.wait_for(reader.read(), 5)  # returns when the gateway closes
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200")
+    assert 0.4 < time.monotonic() - started < 3
+
+
+async def test_a_stalled_request_body_is_aborted(echo_port: int, start_gateway: StartGateway) -> None:
+    gw = await start_gateway({"apis": [keyless_api(echo_port)]}, client_body_timeout=0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+    await writer.drain()
+    started = time.monotonic()
+    await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert time.monotonic() - started < 3

@@ -205,3 +205,21 @@ def test_sigusr1_flushes_cached_keys_and_tokens(tmp_path: Path, echo_server: int
             code, err = _stop(proc)
         assert code == 0, err
         assert "flushing cached JWKS" in err
+
+
+def test_sigterm_loses_no_analytics_record(tmp_path: Path, echo_server: int) -> None:
+    config_file = tmp_path / "gateway.json"
+    config_file.write_text(json.dumps(_config(echo_server)))
+    port = _free_port()
+    proc = _start(config_file, tmp_path / "data", port)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/", proc)
+        with httpx.Client(trust_env=False) as http:
+            for n in range(300):
+                assert http.get(f"http://127.0.0.1:{port}/echo/counted/{n}").status_code == 200
+    finally:
+        code, err = _stop(proc)  # at once: most records are still in the buffer
+    assert code == 0, err
+    lines = (tmp_path / "data" / "analytics.jsonl").read_text().splitlines()
+    counted = sorted(int(json.loads(x)["path"].rsplit("/", 1)[1]) for x in lines if "/counted/" in x)
+    assert counted == list(range(300))

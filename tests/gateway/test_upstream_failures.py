@@ -154,3 +154,20 @@ async def test_upstream_connection_not_reused_after_connection_close(
         assert response.text == "ok"
         assert "connection" not in response.headers or response.headers["connection"] != "close"
     assert upstream.received.count(b"GET /x HTTP/1.1") == 3
+
+
+async def test_hop_by_hop_response_headers_are_dropped(
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+) -> None:
+    reply = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n"
+        b"Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nUpgrade: h2c\r\nX-Kept: yes\r\n\r\nok"
+    )
+    upstream = await _start(scripted, ScriptedUpstream(reply))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = raw.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200")
+    assert b"x-kept: yes" in head
+    for dropped in (b"x-hop", b"keep-alive", b"proxy-authenticate", b"upgrade"):
+        assert dropped not in head, dropped
