@@ -96,7 +96,7 @@ class NotFound(GatewayError):
     code = "not_found"
 
     def __init__(self) -> None:
-        super().__init__("No API is published at this path", reason="no route")
+        super().__init__("No API is published at this path", reason="no_route")
 
 
 class PayloadTooLarge(GatewayError):

@@ -35,6 +35,7 @@ from propylon.gateway.errors import (
     GatewayError,
     GatewayTimeout,
     HeadersTooLarge,
+    NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
     render_error,
@@ -406,8 +407,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             api = self.server.runtime.snapshot.route(ex.path)
             if api is None:
-                raise GatewayError("No API is published at this path", status=404,
-                                   code="not_found", reason="no_route")
+                raise NotFound()
             ex.api = api
             ex.rel_path = ex.path[len(api.listen_path) - 1 :] or "/"
             pending = api.run(ex)

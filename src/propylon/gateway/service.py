@@ -15,7 +15,6 @@ import gc
 import logging
 import signal
 import socket
-from pathlib import Path
 
 import httpx
 
@@ -222,8 +221,3 @@ async def _serve(settings: GatewaySettings, *, reuse_port: bool, worker_index: i
     finally:
         log.info("shutting down: finishing in-flight requests and flushing analytics")
         await service.stop()
-
-
-def data_path(settings: GatewaySettings, *parts: str) -> Path:
-    """A path under the data directory."""
-    return settings.data_dir.joinpath(*parts)

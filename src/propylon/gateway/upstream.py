@@ -88,9 +88,6 @@ class UpstreamConnection(asyncio.Protocol):
             if listener is not None:
                 listener.end_batch()
 
-    def eof_received(self) -> bool | None:
-        return None
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         listener, self.listener = self.listener, None
