@@ -189,3 +189,29 @@ async def test_expect_continue_is_answered_by_the_gateway(
     assert rest.startswith(b"HTTP/1.1 200")
     assert b'"body_bytes": 5' in rest
     assert b"expect" not in rest.split(b"\r\n\r\n", 1)[1].lower()
+
+
+async def test_slow_client_pauses_the_upstream_instead_of_buffering(
+    echo_port: int, start_gateway: StartGateway
+) -> None:
+    gw = await start_gateway({"apis": [keyless_api(echo_port)]})
+    size = 64 * 1024 * 1024
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /echo/bytes/%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % size)
+    await writer.drain()
+    await asyncio.sleep(1.0)  # read nothing: the gateway must stop reading from the upstream
+    assert gw.server is not None
+    (conn,) = gw.server.connections
+    assert conn.transport is not None
+    assert conn.transport.get_write_buffer_size() < 4 * 1024 * 1024
+    assert conn.upstream is not None
+    upstream_transport = conn.upstream.transport
+    assert upstream_transport is not None
+    assert not upstream_transport.is_reading()
+    received = 0
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    while chunk := await reader.read(1024 * 1024):
+        received += len(chunk)
+    writer.close()
+    assert received == size
