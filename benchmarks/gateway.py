@@ -128,7 +128,9 @@ def log(message: str) -> None:
 
 def _propylon_executable(args: argparse.Namespace) -> str | None:
     if args.propylon:
-        return str(args.propylon)
+        # Absolute: the servers run with their own temporary directories as working directory.
+        given = Path(args.propylon)
+        return str(given.resolve()) if given.parent != Path() else str(given)
     beside_python = Path(sys.executable).parent / "propylon"
     return str(beside_python) if beside_python.exists() else shutil.which("propylon")
 
