@@ -361,20 +361,41 @@ async def test_a_cached_token_skips_the_crypto(
     assert len(rsa_verifications) == 1
 
 
-async def test_a_cached_token_outlives_its_key_until_exp(
-    idp: TestIdp, make_verifier: MakeVerifier, wall: FakeClock
+async def test_a_key_withdrawn_by_the_idp_ends_its_cached_tokens(
+    idp: TestIdp, make_verifier: MakeVerifier
 ) -> None:
-    verifier, cache = await make_verifier(leeway=0)
-    now = int(wall.now)
-    token = idp.mint({"sub": "alice", "iat": now, "exp": now + 120})
+    verifier, cache = await make_verifier()
+    token = idp.mint({"sub": "alice"})
     assert verifier.verify_now(token) is not None
-    idp.retire("rsa-1")
-    cache.flush()  # the key is gone from memory: only the token cache can answer
-    wall.advance(119)
-    assert verifier.verify_now(token) is not None
-    wall.advance(1)
+    idp.rotate()
+    idp.retire("rsa-1")  # compromised: the IdP stops publishing it
+    await cache.prefetch()  # the next JWKS refresh sees it gone
     with pytest.raises(TokenRejected):
         await verifier.verify(token)
+
+
+async def test_an_unchanged_refresh_or_an_idp_outage_keeps_cached_tokens(
+    idp: TestIdp, make_verifier: MakeVerifier, rsa_verifications: list[int]
+) -> None:
+    verifier, cache = await make_verifier()
+    token = idp.mint({"sub": "alice"})
+    first = verifier.verify_now(token)
+    await cache.prefetch()  # same keys again
+    idp.set_failing(500)
+    await cache.prefetch()  # the IdP is down: last good keys stay
+    assert verifier.verify_now(token) is first
+    assert len(rsa_verifications) == 1
+
+
+async def test_a_flush_makes_cached_tokens_verify_again(
+    idp: TestIdp, make_verifier: MakeVerifier, rsa_verifications: list[int]
+) -> None:
+    verifier, cache = await make_verifier()
+    token = idp.mint({"sub": "alice"})
+    assert verifier.verify_now(token) is not None
+    cache.flush()
+    assert await verifier.verify(token) is not None  # key still published: fetched and accepted
+    assert len(rsa_verifications) == 2
 
 
 async def test_the_cache_never_serves_an_expired_token(

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from propylon.domain.config import ASYMMETRIC_ALGORITHMS
@@ -217,6 +218,9 @@ class JwksCache:
 
         self._by_kid: dict[str, SigningKey] = {}
         self._all: tuple[SigningKey, ...] = ()
+        self.generation = 0
+        """Bumped whenever a key that was trusted stops being trusted (the IdP withdrew or
+        replaced it, or the cache was flushed): verifiers then drop the tokens they verified."""
         self._ttl: float | None = None
         self._refresh_due = -math.inf  # monotonic time of the next background refresh
         self._serve_until = -math.inf  # monotonic time after which the keys are too stale
@@ -354,6 +358,9 @@ class JwksCache:
         return True
 
     def _install(self, keys: list[SigningKey], ttl: float, *, fetched_at: float) -> None:
+        if self._all and _identities(self._all) - _identities(keys):
+            # A key was withdrawn or replaced: tokens it signed must not outlive it in caches.
+            self.generation += 1
         self._by_kid = {k.kid: k for k in keys if k.kid is not None}
         self._all = tuple(keys)
         self._ttl = ttl
@@ -480,6 +487,7 @@ class JwksCache:
         """
         self._by_kid = {}
         self._all = ()
+        self.generation += 1
         self._ttl = None
         self._refresh_due = -math.inf
         self._serve_until = -math.inf
@@ -501,3 +509,10 @@ class JwksCache:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _identities(keys: tuple[SigningKey, ...] | list[SigningKey]) -> set[tuple[str | None, bytes]]:
+    """Each key as (kid, public key bytes), to tell a withdrawn or replaced key from a kept one."""
+    return {
+        (k.kid, k.key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)) for k in keys
+    }

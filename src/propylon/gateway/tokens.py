@@ -108,6 +108,7 @@ class TokenVerifier:
         self._clock = clock
         # token → (valid from, expires at, claims); insertion order is eviction order.
         self._cache: OrderedDict[str, tuple[float, float, dict[str, Any]]] = OrderedDict()
+        self._generation = jwks.generation
         self._decoder = PyJWT()
         self._options: Options = {
             "verify_signature": True,
@@ -131,6 +132,10 @@ class TokenVerifier:
         """
         if len(token) > self._max_bytes:
             raise TokenRejected("too_large")
+        if self._generation != self._jwks.generation:
+            # A signing key was withdrawn or the keys were flushed: verify everything again.
+            self._cache.clear()
+            self._generation = self._jwks.generation
         entry = self._cache.get(token)
         if entry is not None:
             now = self._clock()
