@@ -79,6 +79,60 @@ def check_config(path: Path) -> None:
                f"{len(config.identity_providers)} identity providers)")
 
 
+@main.command("import-tyk")
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the gateway configuration here (YAML) instead of standard output.")
+@click.option("--issuer", "issuers", multiple=True, metavar="JWKS_URL=ISSUER",
+              help="The issuer of the tokens whose keys are at JWKS_URL (Tyk has no issuer "
+                   "setting; Propylon checks iss exactly). Repeatable.")
+def import_tyk(paths: tuple[Path, ...], out: Path | None, issuers: tuple[str, ...]) -> None:
+    """Translate Tyk Classic API definitions and policies into a gateway configuration.
+
+    Prints what could not be carried over. The same input always gives the same output.
+    """
+    import yaml
+
+    from propylon.domain.config import parse_config
+    from propylon.tyk.files import TykDocuments, TykFileError, read_tyk
+    from propylon.tyk.translate import translate
+
+    mapping: dict[str, str] = {}
+    for item in issuers:
+        jwks, sep, issuer = item.partition("=")
+        if not sep or not jwks or not issuer:
+            raise click.BadParameter(f"{item!r}: expected JWKS_URL=ISSUER", param_hint="--issuer")
+        mapping[jwks] = issuer
+    docs = TykDocuments()
+    try:
+        for path in paths:
+            found = read_tyk(path)
+            docs.apis += found.apis
+            docs.policies += found.policies
+            docs.unrecognised += found.unrecognised
+    except TykFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    result = translate(docs.apis, docs.policies, issuers=mapping)
+    try:
+        parse_config(result.config)
+    except ConfigError as exc:
+        raise click.ClickException(f"the translated configuration is not valid: {exc}") from exc
+    text = yaml.safe_dump(result.config, sort_keys=False, default_flow_style=False)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+    click.echo(f"imported {len(result.config['apis'])} APIs, {len(result.config['policies'])} "
+               f"policies, {len(result.config['identity_providers'])} identity providers", err=True)
+    for where in docs.unrecognised:
+        click.echo(f"  not recognised: {where}", err=True)
+    for line in result.report.skipped:
+        click.echo(f"  skipped: {line}", err=True)
+    for line in result.report.notes:
+        click.echo(f"  note: {line}", err=True)
+
+
 @main.command()
 @click.option("--port", type=int, default=8080, show_default=True, help="Gateway port.")
 @click.option("--upstream-port", type=int, default=9000, show_default=True,

@@ -26,7 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "demo": {"domain", "gateway", "settings"},
     "settings": set(),
     "logs": set(),
-    "cli": {"domain", "gateway", "demo", "settings", "logs"},
+    "tyk": {"domain"},
+    "cli": {"domain", "gateway", "demo", "settings", "logs", "tyk"},
 }
 # Modules that must stay free of I/O and frameworks.
 PURE_PARTS = {"domain", "policy"}

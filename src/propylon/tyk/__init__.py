@@ -1,0 +1,1 @@
+"""Migration from Tyk Classic: translate API definitions and policies (pure)."""

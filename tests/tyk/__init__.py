@@ -1,0 +1,1 @@
+"""Tyk Classic migration tests."""
