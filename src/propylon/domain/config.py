@@ -218,16 +218,25 @@ class AccessRule(_Frozen):
     @classmethod
     def _paths_absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:
-            segments = pattern.split("/")[1:]
-            if not pattern.startswith("/"):
-                raise ValueError(f"path pattern must start with '/': {pattern!r}")
-            if "//" in pattern:
-                raise ValueError(f"path pattern has an empty segment: {pattern!r}")
-            if any(seg in (".", "..") for seg in segments):
-                raise ValueError(f"path pattern has a dot segment: {pattern!r}")
-            if any("*" in seg and seg != "*" for seg in segments):
-                raise ValueError(f"'*' must be a whole segment of a path pattern: {pattern!r}")
+            check_path_pattern(pattern)
         return value
+
+
+def check_path_pattern(pattern: str) -> None:
+    """Raise ``ValueError`` for an access path pattern that no normalised path could match.
+
+    Patterns start with ``/``; ``*`` is a whole segment (one segment, or anything below when
+    last); empty and dot segments are refused.
+    """
+    if not pattern.startswith("/"):
+        raise ValueError(f"path pattern must start with '/': {pattern!r}")
+    if "//" in pattern:
+        raise ValueError(f"path pattern has an empty segment: {pattern!r}")
+    for segment in pattern.split("/")[1:]:
+        if segment in (".", ".."):
+            raise ValueError(f"path pattern has a dot segment: {pattern!r}")
+        if "*" in segment and segment != "*":
+            raise ValueError(f"'*' must be a whole segment of a path pattern: {pattern!r}")
 
 
 class Policy(_Frozen):

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar
 
-from propylon.domain.config import AccessRule
+from propylon.domain.config import AccessRule, check_path_pattern
 
 # A segment a wildcard may stand for: non-empty, and never a dot segment.
 _SEGMENT = r"(?!\.\.?(?:/|\Z))[^/]+"
@@ -40,10 +40,7 @@ def _pattern_regex(pattern: str) -> str:
 
     Raises ``ValueError`` for patterns no normalised path could match.
     """
-    if not pattern.startswith("/"):
-        raise ValueError(f"path pattern must start with '/': {pattern!r}")
-    if "//" in pattern:
-        raise ValueError(f"path pattern has an empty segment: {pattern!r}")
+    check_path_pattern(pattern)
     if pattern != "/" and pattern.endswith("/"):
         pattern = pattern[:-1]
     if pattern == "/":
@@ -51,13 +48,9 @@ def _pattern_regex(pattern: str) -> str:
     segments = pattern[1:].split("/")
     parts: list[str] = []
     for index, segment in enumerate(segments):
-        if segment in (".", ".."):
-            raise ValueError(f"path pattern has a dot segment: {pattern!r}")
         if segment == "*":
             last = index == len(segments) - 1
             parts.append(f"(?:/{_SEGMENT})+" if last else f"/{_SEGMENT}")
-        elif "*" in segment:
-            raise ValueError(f"'*' must be a whole segment of a path pattern: {pattern!r}")
         else:
             parts.append("/" + re.escape(segment))
     return "".join(parts)
