@@ -171,3 +171,37 @@ async def test_hop_by_hop_response_headers_are_dropped(
     assert b"x-kept: yes" in head
     for dropped in (b"x-hop", b"keep-alive", b"proxy-authenticate", b"upgrade"):
         assert dropped not in head, dropped
+
+
+async def test_slow_upstream_reader_pauses_the_client_upload(start_gateway: StartGateway) -> None:
+    got_head = asyncio.Event()
+
+    async def never_reads_the_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        got_head.set()
+        await asyncio.sleep(3)
+        writer.close()
+
+    server = await asyncio.start_server(never_reads_the_body, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await start_gateway({"apis": [keyless_api(port)]}, max_body_bytes=256 * 1024 * 1024)
+        _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        size = 128 * 1024 * 1024
+        writer.write(b"POST /echo/up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        block = b"u" * (1024 * 1024)
+        for _ in range(size // len(block)):
+            writer.write(block)  # not drained: the kernel and our buffer take what they take
+        await asyncio.wait_for(got_head.wait(), 5)
+        await asyncio.sleep(1.0)
+        assert gw.server is not None
+        (conn,) = gw.server.connections
+        assert conn.transport is not None
+        assert not conn.transport.is_reading()  # the gateway stopped reading the upload
+        assert conn.upstream is not None
+        up_transport = conn.upstream.transport
+        assert up_transport is not None
+        assert up_transport.get_write_buffer_size() < 8 * 1024 * 1024
+        writer.transport.abort()
+    finally:
+        server.close()
