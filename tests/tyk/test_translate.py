@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,17 @@ from propylon.domain.config import parse_config
 from propylon.tyk.files import read_tyk
 from propylon.tyk.translate import translate
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "tyk-samples"
+# Real Tyk Classic files, kept unchanged in the project's shared folder beside the checkout (CI
+# lays it there too); PROPYLON_TYK_SAMPLES points elsewhere.
+SAMPLES = Path(
+    os.environ.get("PROPYLON_TYK_SAMPLES")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "tyk-samples"
+)
+
+
+@pytest.fixture(autouse=True)
+def _samples_present() -> None:
+    assert SAMPLES.is_dir(), f"Tyk samples not found at {SAMPLES} (set PROPYLON_TYK_SAMPLES)"
 KEYCLOAK_JWKS = "https://sso.example.com/realms/acme/protocol/openid-connect/certs"
 
 
