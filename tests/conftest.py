@@ -7,8 +7,9 @@ silently stopped testing something, and that is a failure.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -25,3 +26,11 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped under PROPYLON_REQUIRE_SERVICES=1: {reason}"
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect at the end of every test, so that an unclosed socket or transport warns (and fails,
+    warnings being errors) in the test that leaked it, not in a random later one."""
+    yield
+    gc.collect()

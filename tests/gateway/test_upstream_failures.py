@@ -43,12 +43,14 @@ class ScriptedUpstream:
             if self.reply is not None:
                 writer.write(self.reply)
                 await writer.drain()
-            if self.close_after:
-                writer.close()
-            else:
+            if not self.close_after:
                 await reader.read()
         except (ConnectionError, asyncio.IncompleteReadError):
             self.disconnected.set()
+        finally:
+            # Also when the test ends first and the handler is cancelled: an unclosed transport
+            # would warn later, inside whichever test the garbage collector happens to run in.
+            writer.close()
 
     @property
     def port(self) -> int:
@@ -176,11 +178,15 @@ async def test_hop_by_hop_response_headers_are_dropped(
 async def test_slow_upstream_reader_pauses_the_client_upload(start_gateway: StartGateway) -> None:
     got_head = asyncio.Event()
 
+    release = asyncio.Event()
+
     async def never_reads_the_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        got_head.set()
-        await asyncio.sleep(3)
-        writer.close()
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            got_head.set()
+            await release.wait()
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(never_reads_the_body, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -204,4 +210,6 @@ async def test_slow_upstream_reader_pauses_the_client_upload(start_gateway: Star
         assert up_transport.get_write_buffer_size() < 8 * 1024 * 1024
         writer.transport.abort()
     finally:
+        release.set()
         server.close()
+        await asyncio.sleep(0.05)  # let the handler close its side
