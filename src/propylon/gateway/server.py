@@ -42,7 +42,12 @@ from propylon.gateway.errors import (
 )
 from propylon.gateway.exchange import Exchange
 from propylon.gateway.paths import normalise_path
-from propylon.gateway.upstream import UpstreamConnection, UpstreamPool
+from propylon.gateway.upstream import (
+    HOP_BY_HOP,
+    UpstreamConnection,
+    UpstreamPool,
+    connection_options,
+)
 
 if TYPE_CHECKING:
     from propylon.gateway.runtime import Runtime
@@ -50,14 +55,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Hop-by-hop headers (RFC 9110 §7.6.1) and headers the gateway sets itself. Client-sent
-# X-Forwarded-*, Forwarded and X-Real-IP are dropped: the gateway trusts no proxy in front of it.
-_REQUEST_DROP = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
-    b"upgrade", b"proxy-authorization", b"proxy-authenticate", b"host", b"content-length",
-    b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
-    b"x-forwarded-port", b"x-real-ip",
-})
+# Hop-by-hop headers and headers the gateway sets itself. Client-sent X-Forwarded-*, Forwarded
+# and X-Real-IP are dropped: the gateway trusts no proxy in front of it.
+_REQUEST_DROP = HOP_BY_HOP | {
+    b"host", b"content-length", b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-host",
+    b"x-forwarded-proto", b"x-forwarded-port", b"x-real-ip",
+}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _BUFFER_PAUSE_BYTES = 256 * 1024
 
@@ -336,8 +339,8 @@ class ClientConnection(asyncio.Protocol):
                                        code="expectation_failed", close=True)
                 req.expect_continue = True
             elif lname == b"connection":
-                connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        if connection_tokens - {b"keep-alive", b"close"}:
+                connection_tokens |= connection_options(value)
+        if connection_tokens:
             kept = [(n, v) for n, v in kept if n.lower() not in connection_tokens]
         if content_length > self._max_body:
             raise PayloadTooLarge()
@@ -534,7 +537,7 @@ class ClientConnection(asyncio.Protocol):
         ex.status = status
         ex.upstream_latency = time.perf_counter() - ex.upstream_started
         if connection and connection.strip().lower() not in (b"keep-alive", b"close"):
-            tokens = {t.strip().lower() for t in connection.split(b",")} - {b"keep-alive", b"close"}
+            tokens = connection_options(connection)
             if tokens:
                 # Headers the upstream named in Connection are hop-by-hop too.
                 lines = [ln for ln in lines if ln.split(b":", 1)[0].lower() not in tokens]

@@ -22,10 +22,16 @@ from propylon.gateway.errors import BadGateway, GatewayTimeout
 
 log = logging.getLogger(__name__)
 
-_HOP_BY_HOP = frozenset({
+HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
-    b"upgrade", b"proxy-authenticate",
+    b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
+"""Headers that concern one connection only (RFC 9110 §7.6.1): never forwarded, either way."""
+
+
+def connection_options(value: bytes) -> set[bytes]:
+    """Header names a ``Connection`` value declares hop-by-hop (beyond keep-alive and close)."""
+    return {t.strip().lower() for t in value.split(b",")} - {b"keep-alive", b"close", b""}
 
 
 class UpstreamListener(Protocol):
@@ -117,7 +123,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         # Lines are kept ready to forward; hop-by-hop headers are consumed here (RFC 9110 §7.6.1).
         lname = name.lower()
-        if lname in _HOP_BY_HOP:
+        if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
                 self._chunked = value.strip().lower().endswith(b"chunked")
             elif lname == b"connection":
