@@ -490,9 +490,9 @@ class ClientConnection(asyncio.Protocol):
             conn.write(head + b"".join(chunks) if chunks else head)
         ex.upstream_started = time.perf_counter()
         self._upstream_timeout = api.api.upstream_timeout
-        # The client's last read is "now" on the pooled path (no clock call per request); after
-        # an asynchronous connect the loop's clock is read instead.
-        self.upstream_deadline = (self.last_read if reused else self.loop.time()) + self._upstream_timeout
+        # The clock is read here: the client's last read may be long past (a pipelined request, a
+        # JWKS fetch), and a pooled connection's last read is from its previous exchange.
+        self.upstream_deadline = self.loop.time() + self._upstream_timeout
         if self.paused & _PAUSE_BUFFER:
             self._resume(_PAUSE_BUFFER)
 
