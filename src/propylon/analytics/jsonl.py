@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +19,7 @@ from typing import BinaryIO
 import orjson
 
 from propylon.analytics.buffer import AnalyticsWriteError
-from propylon.domain.analytics import AnalyticsRecord
+from propylon.domain.analytics import AnalyticsRecord, iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +99,6 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
-def _iso_utc(seconds: float) -> bytes:
-    # Same text as AnalyticsRecord.to_json_dict()'s timestamp, without building a datetime.
-    whole = int(seconds // 1)
-    millis = int((seconds - whole) * 1000)
-    return b"%b.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)).encode(), millis)
-
-
 def _encode(records: Sequence[AnalyticsRecord]) -> bytes:
     lines: list[bytes] = []
     for record in records:
@@ -114,7 +106,7 @@ def _encode(records: Sequence[AnalyticsRecord]) -> bytes:
             # orjson serialises the slotted dataclass directly (NaN becomes null) at a tenth of
             # the stdlib's cost: this runs on the event loop for every request's record.
             body = orjson.dumps(record)
-            lines.append(b'{"timestamp":"' + _iso_utc(record.time) + b'",' + body[1:])
+            lines.append(b'{"timestamp":"' + iso_utc(record.time).encode() + b'",' + body[1:])
             continue
         except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError):
             pass
