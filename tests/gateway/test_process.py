@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,70 +99,76 @@ def _wait_for_status(url: str, status: int, timeout: float) -> float:
     raise AssertionError(f"{url} never answered {status}")
 
 
+@dataclass
+class Running:
+    """A ``propylon gateway`` process under test; ``code`` and ``err`` are set once it stopped."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    config_file: Path
+    data_dir: Path
+    code: int = -1
+    err: str = ""
+
+
+@contextmanager
+def running_gateway(
+    tmp_path: Path, config: dict[str, Any], *extra: str, ready_timeout: float = 20.0
+) -> Iterator[Running]:
+    """Write ``config``, start the gateway on a free port, and SIGTERM it when the block ends."""
+    config_file = tmp_path / "gateway.json"
+    config_file.write_text(json.dumps(config))
+    port = _free_port()
+    gw = Running(_start(config_file, tmp_path / "data", port, *extra), f"http://127.0.0.1:{port}",
+                 config_file, tmp_path / "data")
+    try:
+        _wait_ready(gw.base, gw.proc, ready_timeout)
+        yield gw
+    finally:
+        gw.code, gw.err = _stop(gw.proc)
+
+
 def test_file_change_reload_keeps_old_config_on_bad_file_and_flushes_analytics_on_sigterm(
     tmp_path: Path, echo_server: int
 ) -> None:
-    config_file = tmp_path / "gateway.json"
-    config_file.write_text(json.dumps(_config(echo_server)))
-    port = _free_port()
-    proc = _start(config_file, tmp_path / "data", port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, proc)
+    with running_gateway(tmp_path, _config(echo_server)) as gw:
+        base = gw.base
         assert httpx.get(f"{base}/echo/a", trust_env=False).status_code == 200
 
-        config_file.write_text(json.dumps(_config(echo_server, "/moved/")))
+        gw.config_file.write_text(json.dumps(_config(echo_server, "/moved/")))
         assert _wait_for_status(f"{base}/moved/a", 200, timeout=5) < 2.5
         assert httpx.get(f"{base}/echo/a", trust_env=False).status_code == 404
 
-        config_file.write_text('{"apis": [{"id": "broken"}]}')
+        gw.config_file.write_text('{"apis": [{"id": "broken"}]}')
         time.sleep(2.0)
         assert httpx.get(f"{base}/moved/a", trust_env=False).status_code == 200
-    finally:
-        code, err = _stop(proc)
-    assert code == 0, err
-    assert "listen_path" in err  # the bad file's problems were logged
-    records = [json.loads(line) for line in (tmp_path / "data" / "analytics.jsonl").read_text().splitlines()]
+    assert gw.code == 0, gw.err
+    assert "listen_path" in gw.err  # the bad file's problems were logged
+    records = [json.loads(line) for line in (gw.data_dir / "analytics.jsonl").read_text().splitlines()]
     # Every request was recorded, including the readiness probes, and nothing was lost at exit.
     assert len([r for r in records if r["path"] in ("/echo/a", "/moved/a")]) >= 3
     assert {"status", "api_id", "total_latency_ms", "upstream_latency_ms"} <= set(records[-1])
 
 
 def test_sighup_reloads_the_file(tmp_path: Path, echo_server: int) -> None:
-    config_file = tmp_path / "gateway.json"
-    config_file.write_text(json.dumps(_config(echo_server)))
-    port = _free_port()
-    proc = _start(config_file, tmp_path / "data", port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, proc)
+    with running_gateway(tmp_path, _config(echo_server)) as gw:
         # Same size and mtime tricks aside, SIGHUP must reload at once.
-        config_file.write_text(json.dumps(_config(echo_server, "/hup/")))
-        proc.send_signal(signal.SIGHUP)
-        assert _wait_for_status(f"{base}/hup/a", 200, timeout=5) < 2.0
-    finally:
-        code, err = _stop(proc)
-    assert code == 0, err
+        gw.config_file.write_text(json.dumps(_config(echo_server, "/hup/")))
+        gw.proc.send_signal(signal.SIGHUP)
+        assert _wait_for_status(f"{gw.base}/hup/a", 200, timeout=5) < 2.0
+    assert gw.code == 0, gw.err
 
 
 def test_two_workers_share_one_port(tmp_path: Path, echo_server: int) -> None:
-    config_file = tmp_path / "gateway.json"
-    config_file.write_text(json.dumps(_config(echo_server)))
-    port = _free_port()
-    proc = _start(config_file, tmp_path / "data", port, "--workers", "2")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, proc, timeout=30)
+    with running_gateway(tmp_path, _config(echo_server), "--workers", "2", ready_timeout=30) as gw:
         time.sleep(1.0)  # let the second worker bind too
         for _ in range(60):
             with httpx.Client(trust_env=False) as fresh:  # a new connection each time
-                assert fresh.get(f"{base}/echo/x").status_code == 200
-    finally:
-        code, err = _stop(proc)
-    assert code == 0, err
-    files = sorted(p.name for p in (tmp_path / "data").glob("analytics*.jsonl"))
+                assert fresh.get(f"{gw.base}/echo/x").status_code == 200
+    assert gw.code == 0, gw.err
+    files = sorted(p.name for p in gw.data_dir.glob("analytics*.jsonl"))
     assert files == ["analytics.jsonl", "analytics.w1.jsonl"]
-    total = sum(len(p.read_text().splitlines()) for p in (tmp_path / "data").glob("analytics*.jsonl"))
+    total = sum(len(p.read_text().splitlines()) for p in gw.data_dir.glob("analytics*.jsonl"))
     assert total >= 60
 
 
@@ -186,40 +194,26 @@ def test_sigusr1_flushes_cached_keys_and_tokens(tmp_path: Path, echo_server: int
         config["identity_providers"] = [{"id": "idp", "issuer": idp.issuer}]
         config["apis"][0]["auth"] = {"type": "jwt", "identity_provider": "idp", "default_policies": ["all"]}
         config["policies"] = [{"id": "all", "access_rights": {"*": {}}}]
-        config_file = tmp_path / "gateway.json"
-        config_file.write_text(json.dumps(config))
-        port = _free_port()
-        proc = _start(config_file, tmp_path / "data", port)
-        url = f"http://127.0.0.1:{port}/echo/a"
         auth = {"Authorization": "Bearer " + idp.mint({"sub": "someone"})}
-        try:
-            _wait_ready(f"http://127.0.0.1:{port}/", proc)
+        with running_gateway(tmp_path, config) as gw:
+            url = f"{gw.base}/echo/a"
             assert httpx.get(url, headers=auth, trust_env=False).status_code == 200
             hits = idp.jwks_hits
-            proc.send_signal(signal.SIGUSR1)
+            gw.proc.send_signal(signal.SIGUSR1)
             time.sleep(0.5)
             # the flushed key set is fetched again for the next token; the token still works
             assert httpx.get(url, headers=auth, trust_env=False).status_code == 200
             assert idp.jwks_hits == hits + 1
-        finally:
-            code, err = _stop(proc)
-        assert code == 0, err
-        assert "flushing cached JWKS" in err
+        assert gw.code == 0, gw.err
+        assert "flushing cached JWKS" in gw.err
 
 
 def test_sigterm_loses_no_analytics_record(tmp_path: Path, echo_server: int) -> None:
-    config_file = tmp_path / "gateway.json"
-    config_file.write_text(json.dumps(_config(echo_server)))
-    port = _free_port()
-    proc = _start(config_file, tmp_path / "data", port)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/", proc)
-        with httpx.Client(trust_env=False) as http:
-            for n in range(300):
-                assert http.get(f"http://127.0.0.1:{port}/echo/counted/{n}").status_code == 200
-    finally:
-        code, err = _stop(proc)  # at once: most records are still in the buffer
-    assert code == 0, err
-    lines = (tmp_path / "data" / "analytics.jsonl").read_text().splitlines()
+    # The block's end stops the gateway at once: most records are still in the buffer then.
+    with running_gateway(tmp_path, _config(echo_server)) as gw, httpx.Client(trust_env=False) as http:
+        for n in range(300):
+            assert http.get(f"{gw.base}/echo/counted/{n}").status_code == 200
+    assert gw.code == 0, gw.err
+    lines = (gw.data_dir / "analytics.jsonl").read_text().splitlines()
     counted = sorted(int(json.loads(x)["path"].rsplit("/", 1)[1]) for x in lines if "/counted/" in x)
     assert counted == list(range(300))
