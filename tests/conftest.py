@@ -13,6 +13,8 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
+pytest_plugins = ["tests.support.databases"]
+
 REQUIRE_SERVICES = os.environ.get("PROPYLON_REQUIRE_SERVICES") == "1"
 
 
