@@ -1,4 +1,4 @@
-"""The ``propylon`` command: ``up``, ``gateway``, ``check-config``.
+"""The ``propylon`` command: ``up``, ``gateway``, ``dashboard``, ``migrate``, ``check-config``.
 
 Settings are built here once, from flags over ``PROPYLON_*`` environment variables, and passed
 down; nothing else reads the environment.
@@ -18,7 +18,7 @@ import click
 from propylon import __version__
 from propylon.domain.config import ConfigError
 from propylon.logs import configure_logging
-from propylon.settings import GatewaySettings
+from propylon.settings import DashboardSettings, GatewaySettings
 
 
 def _settings(**flags: Any) -> GatewaySettings:
@@ -46,23 +46,94 @@ def main(ctx: click.Context, log_level: str) -> None:
 @click.option("--workers", type=int, help="Processes sharing the port (SO_REUSEPORT).")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               help="State directory (default ./.propylon). Env: PROPYLON_DATA_DIR.")
+@click.option("--dashboard", "dashboard_url", metavar="URL",
+              help="Dashboard mode: take the signed configuration from this dashboard. The node "
+                   "secret comes from PROPYLON_NODE_SECRET only, never a flag, so that it does "
+                   "not show in the process list. Env: PROPYLON_DASHBOARD_URL.")
 @click.pass_context
 def gateway(ctx: click.Context, /, **flags: Any) -> None:
-    """Run the gateway from a declarative configuration file (DB-less mode)."""
+    """Run the gateway from a configuration file (DB-less mode) or a dashboard."""
+    from pydantic import ValidationError
+
     from propylon.gateway.config_source import load_config_file
+    from propylon.gateway.dashboard_source import DashboardUnavailable
     from propylon.gateway.workers import run_workers
 
-    settings = _settings(**flags)
-    if settings.config_file is None:
-        raise click.UsageError("--config FILE (or PROPYLON_CONFIG_FILE) is required")
     try:
-        load_config_file(settings.config_file)
-    except ConfigError as exc:
-        raise click.ClickException(f"{settings.config_file}: {exc}") from exc
+        settings = _settings(**flags)
+    except ValidationError as exc:
+        # Field and message only: the settings model hides input values, which may be secrets.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
+            f"{str(err['msg']).removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise click.UsageError(problems) from exc
+    if settings.config_file is None and settings.dashboard_url is None:
+        raise click.UsageError(
+            "--config FILE or --dashboard URL (or PROPYLON_CONFIG_FILE / PROPYLON_DASHBOARD_URL) "
+            "is required"
+        )
+    if settings.config_file is not None:
+        try:
+            load_config_file(settings.config_file)
+        except ConfigError as exc:
+            raise click.ClickException(f"{settings.config_file}: {exc}") from exc
     try:
         sys.exit(run_workers(settings, log_level=ctx.obj["log_level"]))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, DashboardUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _dashboard_settings(**flags: Any) -> DashboardSettings:
+    """Dashboard settings: environment first, then every flag given; a bad value is a usage error
+    naming the field only (values may be secrets)."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return DashboardSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
+            f"{str(err['msg']).removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise click.UsageError(problems) from exc
+
+
+@main.command()
+@click.option("--host", "dashboard_host",
+              help="Listen address (default 127.0.0.1). Env: PROPYLON_DASHBOARD_HOST.")
+@click.option("--port", "dashboard_port", type=int,
+              help="Listen port (default 3000; 0 picks a free one). Env: PROPYLON_DASHBOARD_PORT.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Database and key file directory (default ./.propylon). Env: PROPYLON_DATA_DIR.")
+def dashboard(**flags: Any) -> None:
+    """Run the dashboard: the admin API under /api/v1 and the gateways' sync endpoints.
+
+    On first start it creates the admin user `admin` with PROPYLON_ADMIN_PASSWORD, or with a
+    one-time password printed once on standard output.
+    """
+    from propylon.dashboard.service import run_dashboard
+
+    sys.exit(run_dashboard(_dashboard_settings(**flags)))
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Directory of the default SQLite database. Env: PROPYLON_DATA_DIR.")
+def migrate(**flags: Any) -> None:
+    """Bring the control-plane database (PROPYLON_DATABASE_URL) to the newest schema and exit."""
+    from propylon.dashboard.service import StartupError, migrate_database
+    from propylon.storage.sql.database import redact
+
+    settings = _dashboard_settings(**flags)
+    try:
+        revision = asyncio.run(migrate_database(settings))
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{redact(settings.effective_database_url)}: at schema revision {revision}")
 
 
 @main.command("check-config")
@@ -87,8 +158,14 @@ def check_config(path: Path) -> None:
 @click.option("--issuer", "issuers", multiple=True, metavar="JWKS_URL=ISSUER",
               help="The issuer of the tokens whose keys are at JWKS_URL (Tyk has no issuer "
                    "setting; Propylon checks iss exactly). Repeatable.")
-def import_tyk(paths: tuple[Path, ...], out: Path | None, issuers: tuple[str, ...]) -> None:
-    """Translate Tyk Classic API definitions and policies into a gateway configuration.
+@click.option("--dashboard", metavar="URL",
+              help="Import into the dashboard at URL (admin token from PROPYLON_ADMIN_TOKEN) "
+                   "instead of writing a configuration file.")
+@click.option("--dry-run", is_flag=True, help="With --dashboard: report what would change, write nothing.")
+def import_tyk(paths: tuple[Path, ...], out: Path | None, issuers: tuple[str, ...],
+               dashboard: str | None, dry_run: bool) -> None:
+    """Translate Tyk Classic API definitions and policies into a gateway configuration, or import
+    them into a dashboard's database (idempotent: importing again changes nothing).
 
     Prints what could not be carried over. The same input always gives the same output.
     """
@@ -104,6 +181,10 @@ def import_tyk(paths: tuple[Path, ...], out: Path | None, issuers: tuple[str, ..
         if not sep or not jwks or not issuer:
             raise click.BadParameter(f"{item!r}: expected JWKS_URL=ISSUER", param_hint="--issuer")
         mapping[jwks] = issuer
+    if dashboard is not None:
+        from propylon.dashboard.import_client import import_into_dashboard
+
+        sys.exit(import_into_dashboard(dashboard, paths, mapping, dry_run=dry_run))
     docs = TykDocuments()
     try:
         for path in paths:

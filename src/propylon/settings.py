@@ -10,19 +10,23 @@ Each field's docstring is its documentation; ``docs/configuration.md`` lists the
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
 
 class GatewaySettings(BaseSettings):
-    """How a gateway process listens, limits and times out."""
+    """How a gateway process listens, limits and times out, and where its configuration comes from."""
 
+    # hide_input_in_errors: a refused node secret must not be echoed into an error message or log.
     model_config = SettingsConfigDict(
-        env_prefix="PROPYLON_", extra="ignore", frozen=True, use_attribute_docstrings=True
+        env_prefix="PROPYLON_", extra="ignore", frozen=True, use_attribute_docstrings=True,
+        hide_input_in_errors=True,
     )
 
     host: str = "127.0.0.1"
@@ -84,8 +88,104 @@ class GatewaySettings(BaseSettings):
     jwks_ttl: float = Field(default=600.0, gt=0)
     """Seconds JWKS are cached when the IdP sends no Cache-Control max-age."""
 
+    dashboard_url: str | None = None
+    """Dashboard mode: the dashboard's base URL (``http(s)://host:port``). The gateway fetches its
+    signed configuration from it, keeps the last good one under ``data_dir``, reports heartbeats and
+    ships analytics to it. Mutually exclusive with ``config_file``; needs ``node_secret``."""
+
+    node_secret: SecretStr | None = None
+    """Secret shared with the dashboard (at least 32 characters) that authenticates this gateway
+    and verifies the configuration's signature. Set it in the environment, never on a command line."""
+
+    node_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+    """Name this gateway reports to the dashboard; default the host name (workers add ``.wN``)."""
+
+    redis_url: str | None = None
+    """Redis URL (``redis://host:6379/0``). In dashboard mode the gateway also listens on the
+    config-change channel, so a change reaches it even between long polls."""
+
     @model_validator(mode="after")
     def _analytics_default(self) -> GatewaySettings:
         if self.analytics_file is None and self.analytics_enabled:
             object.__setattr__(self, "analytics_file", self.data_dir / "analytics.jsonl")
         return self
+
+    @model_validator(mode="after")
+    def _config_source(self) -> GatewaySettings:
+        if self.dashboard_url is not None:
+            if self.config_file is not None:
+                raise ValueError("config_file and dashboard_url are mutually exclusive: choose one")
+            parts = urlsplit(self.dashboard_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("dashboard_url must be an absolute http(s) URL")
+            if parts.username or parts.password or parts.query or parts.fragment:
+                raise ValueError("dashboard_url must not carry credentials, a query or a fragment")
+            if self.node_secret is None:
+                raise ValueError("dashboard_url needs node_secret (PROPYLON_NODE_SECRET)")
+        if self.node_secret is not None:
+            secret = self.node_secret.get_secret_value()
+            # Same floor as domain.config_signing.MIN_SECRET_LENGTH (settings import nothing).
+            if len(secret) < 32 or not secret.strip():
+                raise ValueError("node_secret must be at least 32 characters")
+        return self
+
+
+class DashboardSettings(BaseSettings):
+    """How the dashboard (admin API, config publication, later the portal) runs and where its data
+    lives."""
+
+    # hide_input_in_errors: a refused password or key must not be echoed into an error message.
+    model_config = SettingsConfigDict(
+        env_prefix="PROPYLON_", extra="ignore", frozen=True, use_attribute_docstrings=True,
+        hide_input_in_errors=True,
+    )
+
+    dashboard_host: str = "127.0.0.1"
+    """Address the dashboard listens on. Loopback by default: the admin API should not face a
+    network unless an operator decides so."""
+
+    dashboard_port: int = Field(default=3000, ge=0, le=65535)
+    """TCP port of the dashboard (admin API under ``/api/v1``; 0 picks a free one, for tests)."""
+
+    data_dir: Path = Path(".propylon")
+    """Where the dashboard keeps its SQLite database and, unless ``secret_key`` is set, its
+    encryption key file."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the control-plane database; default ``sqlite+aiosqlite:///{data_dir}/
+    propylon.db``. PostgreSQL: ``postgresql+asyncpg://user@host:5432/dbname``."""
+
+    secret_key: SecretStr | None = None
+    """Fernet key(s), comma-separated, newest first, that encrypt secrets at rest (IdP initial
+    access tokens, registration access tokens). Default: a key file ``{data_dir}/secret.key``
+    created on first start. Never stored in the database."""
+
+    admin_password: SecretStr | None = None
+    """Password of the first admin (user ``admin``) created on first start; when unset a random
+    one-time password is generated and printed once."""
+
+    node_secret: SecretStr | None = None
+    """Shared secret gateways present to fetch the signed config snapshot and report to the
+    dashboard. Required for remote gateways; at least 32 characters."""
+
+    production: bool = False
+    """Production mode: refuse development defaults (demo secrets, generated node secrets)."""
+
+    redis_url: str | None = None
+    """Redis URL (``redis://host:6379/0``). When set, configuration changes are announced on a
+    Redis channel, so that gateways long-polling any of several dashboards learn of them at once;
+    unset, announcements stay inside this dashboard process."""
+
+    admin_login_max_failures: int = Field(default=10, ge=1, le=10_000)
+    """Failed admin password logins allowed per username within ``admin_login_window`` seconds
+    (three times as many per client address); beyond it logins get 429 with ``Retry-After``."""
+
+    admin_login_window: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds over which failed admin password logins are counted (a sliding window)."""
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in use: ``database_url`` or the SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'propylon.db').absolute()}"

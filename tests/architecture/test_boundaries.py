@@ -27,7 +27,10 @@ ALLOWED: dict[str, set[str]] = {
     "settings": set(),
     "logs": set(),
     "tyk": {"domain"},
-    "cli": {"domain", "gateway", "demo", "settings", "logs", "tyk"},
+    "idp": {"domain"},
+    "web": {"domain", "settings", "logs"},
+    "dashboard": {"domain", "policy", "storage", "analytics", "idp", "tyk", "settings", "logs", "web"},
+    "cli": {"domain", "gateway", "dashboard", "storage", "demo", "settings", "logs", "tyk"},
 }
 # Modules that must stay free of I/O and frameworks.
 PURE_PARTS = {"domain", "policy"}

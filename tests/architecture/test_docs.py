@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from propylon.domain import config
-from propylon.settings import GatewaySettings
+from propylon.settings import DashboardSettings, GatewaySettings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -16,6 +16,13 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 def test_every_gateway_setting_is_in_the_configuration_reference() -> None:
     text = (DOCS / "configuration.md").read_text()
     missing = [n for n in GatewaySettings.model_fields if f"PROPYLON_{n.upper()}" not in text]
+    assert not missing
+
+
+def test_every_dashboard_setting_is_in_the_configuration_reference() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    section = text[text.index("## Dashboard settings"):]
+    missing = [n for n in DashboardSettings.model_fields if f"`PROPYLON_{n.upper()}`" not in section]
     assert not missing
 
 
@@ -33,5 +40,8 @@ def test_every_config_field_is_in_the_configuration_reference() -> None:
 
 
 def test_every_setting_and_config_field_has_a_description() -> None:
-    undocumented = [n for n, f in GatewaySettings.model_fields.items() if not f.description]
+    undocumented = [
+        f"{model.__name__}.{n}" for model in (GatewaySettings, DashboardSettings)
+        for n, f in model.model_fields.items() if not f.description
+    ]
     assert not undocumented

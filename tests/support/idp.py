@@ -6,6 +6,10 @@ Usage::
         token = idp.mint({"sub": "alice", "aud": "orders"})
         ...  # point a JwksCache at idp.issuer (discovery) or idp.jwks_uri
 
+With ``registration=True`` it is also a minimal RFC 7591/7592 registration endpoint
+(``POST /register`` with the initial access token, ``DELETE /register/{client_id}`` with the
+client's registration access token), listed in discovery as ``registration_endpoint``.
+
 The server is a ``ThreadingHTTPServer`` on ``127.0.0.1`` with an ephemeral port, in a daemon
 thread. Its behaviour can be changed while it runs (rotation, outages, delays, Cache-Control,
 garbage answers, redirects) and it counts the requests it serves, so that tests can assert how
@@ -24,6 +28,7 @@ import copy
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -84,6 +89,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.idp._serve(self)
 
+    def do_POST(self) -> None:
+        self.server.idp._serve_registration(self)
+
+    def do_DELETE(self) -> None:
+        self.server.idp._serve_registration(self)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
 
@@ -93,9 +104,20 @@ class TestIdp:
 
     __test__ = False  # not a pytest test class, despite its name
 
-    def __init__(self, *, include_alg: bool = True) -> None:
-        """``include_alg=False`` publishes JWKs without ``alg`` (clients derive the family)."""
+    def __init__(
+        self, *, include_alg: bool = True, registration: bool = False,
+        initial_access_token: str | None = None,
+    ) -> None:
+        """``include_alg=False`` publishes JWKs without ``alg`` (clients derive the family).
+        ``registration=True`` serves dynamic client registration; ``initial_access_token``, when
+        given, must be presented as ``Authorization: Bearer …`` to register."""
         self._include_alg = include_alg
+        self._registration = registration
+        self.initial_access_token = initial_access_token
+        self.registered: dict[str, dict[str, Any]] = {}
+        """Clients currently registered: client_id → metadata (with the registration token)."""
+        self.registration_requests: list[tuple[str, str, str | None]] = []
+        """(method, path, Authorization header) of every registration request."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -160,6 +182,11 @@ class TestIdp:
         if self._server is None:
             raise RuntimeError("the test IdP is not running")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def registration_endpoint(self) -> str:
+        """Where clients are registered (served only with ``registration=True``)."""
+        return f"{self.issuer}/register"
 
     @property
     def jwks_uri(self) -> str:
@@ -334,6 +361,8 @@ class TestIdp:
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256", "ES256"],
             }
+            if self._registration:
+                document["registration_endpoint"] = self.registration_endpoint
             document.update(overrides)
             self._answer(handler, 200, _json(document))
         elif path == "/jwks" and redirect is not None:
@@ -344,6 +373,58 @@ class TestIdp:
             self._answer(handler, 200, _json(self.jwks()), cache_control=cache_control)
         else:
             self._answer(handler, 404, _json({"error": "not_found"}))
+
+    def _serve_registration(self, handler: _Handler) -> None:
+        path = handler.path.split("?", 1)[0]
+        authorization = handler.headers.get("authorization")
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        with self._lock:
+            self.registration_requests.append((handler.command, path, authorization))
+            failing, handler.send_length, handler.trickle = self._failing, True, None
+        if not self._registration:
+            self._answer(handler, 404, _json({"error": "not_found"}))
+        elif failing is not None:
+            self._answer(handler, failing, _json({"error": "server_error"}))
+        elif handler.command == "POST" and path == "/register":
+            self._register(handler, authorization, body)
+        elif handler.command == "DELETE" and path.startswith("/register/"):
+            client_id = path.removeprefix("/register/")
+            with self._lock:
+                client = self.registered.get(client_id)
+                token = None if client is None else client["registration_access_token"]
+                allowed = token is not None and authorization == f"Bearer {token}"
+                if allowed:
+                    del self.registered[client_id]
+            if allowed:
+                self._answer(handler, 204, b"")
+            else:
+                self._answer(handler, 401, _json({"error": "invalid_token"}))
+        else:
+            self._answer(handler, 405, _json({"error": "method_not_allowed"}))
+
+    def _register(self, handler: _Handler, authorization: str | None, body: bytes) -> None:
+        expected = self.initial_access_token
+        if expected is not None and authorization != f"Bearer {expected}":
+            self._answer(handler, 401, _json({"error": "invalid_token",
+                                              "error_description": "bad initial access token"}))
+            return
+        try:
+            metadata = json.loads(body or b"{}")
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            self._answer(handler, 400, _json({"error": "invalid_client_metadata"}))
+            return
+        client_id = f"client-{secrets.token_hex(6)}"
+        answer = {
+            **metadata, "client_id": client_id, "client_secret": secrets.token_urlsafe(24),
+            "registration_access_token": secrets.token_urlsafe(24),
+            "registration_client_uri": f"{self.registration_endpoint}/{client_id}",
+        }
+        with self._lock:
+            self.registered[client_id] = answer
+        self._answer(handler, 201, _json(answer))
 
     def _answer(
         self,

@@ -177,3 +177,19 @@ def test_the_cli_refuses_a_malformed_issuer_option(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "JWKS_URL=ISSUER" in result.stderr
+
+
+def test_policy_name_and_key_expiry_are_kept_for_the_dashboard() -> None:
+    policies = [
+        {**POLICIES[0], "name": "  Bronze plan ", "key_expires_in": 3600},
+        {**POLICIES[1], "key_expires_in": 0},  # Tyk: 0 means keys never expire
+    ]
+    result = translate([jwt_api()], policies)
+    assert result.policy_extras == {
+        "bronze": {"name": "Bronze plan", "key_expires_in_seconds": 3600},
+        "gold": {},
+    }
+    assert any("key_expires_in" in note for note in result.report.notes)
+    # The gateway's configuration itself has no place for them.
+    assert "key_expires_in_seconds" not in result.config["policies"][0]
+    parse_config(result.config)

@@ -2,7 +2,8 @@
 
 :class:`GatewayService` owns each resource of a running gateway and starts and stops them in pairs
 (HTTP client for JWKS, compiled runtime, upstream pool, analytics buffer, config watcher, timeout
-sweeper, listening socket). :func:`run_gateway` runs one service on uvloop until SIGTERM/SIGINT,
+sweeper, listening socket, and in dashboard mode the config source and analytics shipping).
+:func:`run_gateway` runs one service on uvloop until SIGTERM/SIGINT,
 reloading on SIGHUP; a graceful stop finishes in-flight requests (within a grace period) and
 flushes every analytics record.
 """
@@ -15,13 +16,16 @@ import gc
 import logging
 import signal
 import socket
+from typing import Any
 
 import httpx
 
 from propylon.analytics.buffer import AnalyticsBuffer
+from propylon.analytics.dashboard_writer import DashboardAnalyticsWriter
 from propylon.analytics.jsonl import JsonLinesWriter
 from propylon.domain.config import GatewayConfig
 from propylon.gateway.config_source import ConfigWatcher, load_config_file
+from propylon.gateway.dashboard_source import DashboardConfigSource
 from propylon.gateway.runtime import Runtime
 from propylon.gateway.server import GatewayServer
 from propylon.gateway.upstream import UpstreamPool
@@ -31,6 +35,7 @@ from propylon.storage.memory_counters import MemoryCounters
 log = logging.getLogger(__name__)
 
 _SWEEP_INTERVAL = 0.5
+_SPOOL_DRAIN_INTERVAL = 1.0
 
 
 class GatewayService:
@@ -53,21 +58,45 @@ class GatewayService:
         self._listener: asyncio.Server | None = None
         self._analytics: AnalyticsBuffer | None = None
         self._watcher: ConfigWatcher | None = None
+        self._dashboard_http: httpx.AsyncClient | None = None
+        self.source: DashboardConfigSource | None = None
+        self.analytics_writer: DashboardAnalyticsWriter | None = None
         self.runtime: Runtime | None = None
         self.server: GatewayServer | None = None
         self.port = 0
 
     async def start(self) -> None:
-        """Load the configuration, pre-fetch keys, and start listening."""
+        """Load the configuration, pre-fetch keys, and start listening.
+
+        In dashboard mode raises :class:`~propylon.gateway.dashboard_source.DashboardUnavailable`
+        when neither the dashboard nor a saved snapshot gives a configuration.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            # Release what was opened so far (HTTP clients, tasks) before reporting the failure.
+            await self.stop(grace=0.0)
+            raise
+
+    @property
+    def node_id(self) -> str:
+        """The name this process reports to the dashboard (workers after the first add ``.wN``)."""
+        base = self.settings.node_id
+        return f"{base}.w{self._worker_index}" if self._worker_index else base
+
+    async def _start(self) -> None:
         settings = self.settings
         config = self._initial
+        dashboard = settings.dashboard_url
+        if dashboard is not None and config is not None:
+            raise ValueError("a configuration object and dashboard_url are mutually exclusive")
         if settings.config_file is not None:
             # The watcher takes its baseline before the file is read, so an edit made while the
             # gateway starts is applied (at worst twice), never missed.
             self._watcher = ConfigWatcher(settings.config_file, self._apply_soon)
-        if config is None:
+        if config is None and dashboard is None:
             if settings.config_file is None:
-                raise ValueError("a configuration file or object is required")
+                raise ValueError("a configuration file, a dashboard URL or a configuration is required")
             config = load_config_file(settings.config_file)
         self._http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False)
         self.runtime = Runtime(
@@ -78,12 +107,26 @@ class GatewayService:
             token_cache_size=settings.verified_token_cache,
             jwks_ttl=settings.jwks_ttl,
         )
-        await self.runtime.apply(config)
+        if config is not None:
+            await self.runtime.apply(config)
+        else:
+            await self._start_dashboard_source()
         pool = UpstreamPool(
             max_idle=settings.upstream_idle_connections, idle_timeout=settings.upstream_idle_timeout
         )
         record = None
-        if settings.analytics_enabled and settings.analytics_file is not None:
+        secret = settings.node_secret
+        if settings.analytics_enabled and dashboard is not None and secret is not None:
+            suffix = f".w{self._worker_index}" if self._worker_index else ""
+            self.analytics_writer = DashboardAnalyticsWriter(
+                dashboard, secret.get_secret_value(), self.node_id,
+                settings.data_dir / f"analytics-spool{suffix}.jsonl",
+            )
+            self._analytics = AnalyticsBuffer(self.analytics_writer, batch_size=256, flush_interval=0.25)
+            self._tasks.append(asyncio.create_task(self._analytics.run()))
+            self._tasks.append(asyncio.create_task(self._drain_spool(self.analytics_writer)))
+            record = self._analytics.add
+        elif settings.analytics_enabled and settings.analytics_file is not None:
             path = settings.analytics_file
             if self._worker_index:
                 path = path.with_name(f"{path.stem}.w{self._worker_index}{path.suffix}")
@@ -104,8 +147,55 @@ class GatewayService:
             sock=_listening_socket(settings.host, settings.port, reuse_port=self._reuse_port),
         )
         self.port = self._listener.sockets[0].getsockname()[1]
+        if self.source is not None:
+            self.source.address = f"{settings.host}:{self.port}"
+            self._tasks.append(asyncio.create_task(self.source.run()))
         _tune_gc()
         log.info("gateway listening on http://%s:%d", settings.host, self.port)
+
+    async def _start_dashboard_source(self) -> None:
+        settings = self.settings
+        assert settings.dashboard_url is not None
+        assert settings.node_secret is not None
+        assert self.runtime is not None
+        # Its own client: long polls must not hold the JWKS client's connections, and its timeouts
+        # are set per request.
+        self._dashboard_http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self.source = DashboardConfigSource(
+            settings.dashboard_url,
+            settings.node_secret.get_secret_value(),
+            self.node_id,
+            settings.data_dir,
+            self._dashboard_http,
+            self._apply_from_dashboard,
+            settings.redis_url,
+            details=self._health_details,
+        )
+        await self.source.start()
+
+    async def _apply_from_dashboard(self, config: GatewayConfig) -> None:
+        assert self.runtime is not None
+        await self.runtime.apply(config)
+
+    def _health_details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {}
+        if self.server is not None:
+            details["connections"] = len(self.server.connections)
+        if self._analytics is not None:
+            details["analytics_dropped"] = self._analytics.dropped
+        if self.analytics_writer is not None:
+            details["analytics_spooled_bytes"] = self.analytics_writer.spooled_bytes
+        return details
+
+    async def _drain_spool(self, writer: DashboardAnalyticsWriter) -> None:
+        # The buffer only writes when there is traffic; a quiet gateway must still catch up.
+        while True:
+            await asyncio.sleep(_SPOOL_DRAIN_INTERVAL)
+            if writer.spooled_bytes:
+                try:
+                    await asyncio.to_thread(writer.drain_spool)
+                except Exception:
+                    log.exception("sending the analytics spool failed")
 
     def _apply_soon(self, config: GatewayConfig) -> None:
         runtime = self.runtime
@@ -126,9 +216,11 @@ class GatewayService:
             self.runtime.flush_keys()
 
     def reload(self) -> None:
-        """Re-read the configuration file now (SIGHUP)."""
+        """Re-read the configuration file, or ask the dashboard for the latest snapshot (SIGHUP)."""
         if self._watcher is not None:
             self._watcher.reload_now()
+        if self.source is not None:
+            self.source.refresh_now()
 
     async def apply(self, config: GatewayConfig) -> None:
         """Put ``config`` in force (used by tests and the embedded mode)."""
@@ -163,12 +255,17 @@ class GatewayService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.source is not None:
+            await self.source.aclose()
         if self._analytics is not None:
             await self._analytics.aclose()
         if self.runtime is not None:
             await self.runtime.aclose()
         if self._http is not None:
             await self._http.aclose()
+        dashboard_http, self._dashboard_http = self._dashboard_http, None
+        if dashboard_http is not None:
+            await dashboard_http.aclose()
 
 
 def _tune_gc() -> None:

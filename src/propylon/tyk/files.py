@@ -29,16 +29,31 @@ class TykDocuments:
 
 def read_tyk(path: Path) -> TykDocuments:
     """Read ``path`` (a JSON file, or a directory searched recursively for ``*.json``)."""
+    docs = TykDocuments()
+    for where, data in read_json_documents(path):
+        _classify(data, where, docs)
+    return docs
+
+
+def read_json_documents(path: Path) -> list[tuple[str, Any]]:
+    """The decoded JSON of ``path`` (or of every ``*.json`` below it), with each file's name."""
     files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
     if not files:
         raise TykFileError(f"{path}: no JSON files found")
-    docs = TykDocuments()
+    documents = []
     for file in files:
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            documents.append((str(file), json.loads(file.read_text(encoding="utf-8"))))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TykFileError(f"{file}: {exc}") from exc
-        _classify(data, str(file), docs)
+    return documents
+
+
+def classify_documents(data: Any, where: str = "document") -> TykDocuments:
+    """Sort already-decoded Tyk JSON (a definition, a list, policies.json, a dashboard export) into
+    API definitions and policies, as :func:`read_tyk` does for files."""
+    docs = TykDocuments()
+    _classify(data, where, docs)
     return docs
 
 

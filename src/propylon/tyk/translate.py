@@ -81,10 +81,12 @@ class ImportReport:
 
 @dataclass
 class TykImport:
-    """A gateway configuration mapping (for ``parse_config``) and the report."""
+    """A gateway configuration mapping (for ``parse_config``), the report, and per-policy fields
+    only the dashboard keeps (``name``, ``key_expires_in_seconds``), by policy id."""
 
     config: dict[str, Any]
     report: ImportReport
+    policy_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def translate(
@@ -103,17 +105,30 @@ def translate(
         if api is not None:
             api_ids[str(raw.get("api_id"))] = api["id"]
             out_apis.append(api)
-    out_policies = [
-        _policy(pid, raw, api_ids, report)
-        for pid, raw in sorted(((_policy_id(p), p) for p in policies), key=lambda x: x[0])
-    ]
+    out_policies = []
+    extras: dict[str, dict[str, Any]] = {}
+    for pid, raw in sorted(((_policy_id(p), p) for p in policies), key=lambda x: x[0]):
+        out_policies.append(_policy(pid, raw, api_ids, report))
+        extras[pid] = _policy_extras(raw)
     config = {
         "identity_providers": [idps[k] for k in sorted(idps)],
         "apis": out_apis,
         "policies": out_policies,
     }
     _drop_dangling_policy_references(config, report)
-    return TykImport(config, report)
+    return TykImport(config, report, extras)
+
+
+def _policy_extras(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy fields a gateway does not use but the dashboard keeps."""
+    extras: dict[str, Any] = {}
+    if isinstance(raw.get("name"), str) and raw["name"].strip():
+        extras["name"] = raw["name"].strip()
+    expires = raw.get("key_expires_in")
+    # Tyk: 0 or a negative value means keys never expire.
+    if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0:
+        extras["key_expires_in_seconds"] = int(expires)
+    return extras
 
 
 def _safe_id(value: object, fallback: str) -> str:
@@ -262,7 +277,8 @@ def _policy(
     for name in sorted(set(raw) - _POLICY_FIELDS):
         report.note(where, f"{name} is not supported and was not imported")
     if raw.get("key_expires_in"):
-        report.note(where, "key_expires_in does not apply to JWTs (their exp decides)")
+        report.note(where, "key_expires_in is kept by the dashboard import (as the policy's "
+                           "key_expires_in_seconds); at the gateway a JWT's own exp decides")
     policy: dict[str, Any] = {"id": pid}
     rate, per = raw.get("rate"), raw.get("per")
     if isinstance(rate, int | float) and isinstance(per, int | float) and rate > 0 and per > 0:

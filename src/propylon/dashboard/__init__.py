@@ -1,0 +1,1 @@
+"""The control plane: admin API, configuration publication to gateways, node registry."""
