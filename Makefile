@@ -28,7 +28,8 @@ test: $(STAMP)
 # The gateway's hot path compiled with mypyc, in its own virtual environment (non-editable, so the
 # compiled modules are what runs). `make test-compiled` runs the data-plane suites against it.
 $(CSTAMP): pyproject.toml setup.py $(shell find src -name '*.py')
-	rm -rf $(COMPILED)
+	# build/ would otherwise keep extensions of modules no longer compiled, and they get packaged.
+	rm -rf $(COMPILED) build
 	$(PYTHON) -m venv $(COMPILED)
 	$(COMPILED)/bin/python -m pip install --quiet --upgrade pip
 	$(COMPILED)/bin/python -m pip install --quiet 'setuptools>=69' wheel

@@ -19,13 +19,20 @@ HOT_PATH = [
     "src/propylon/gateway/paths.py",
     "src/propylon/gateway/exchange.py",
     "src/propylon/gateway/chain.py",
+    "src/propylon/gateway/runtime.py",
     "src/propylon/gateway/tokens.py",
     "src/propylon/gateway/steps/identify.py",
     "src/propylon/gateway/steps/access_rights.py",
     "src/propylon/gateway/steps/rate_limit.py",
     "src/propylon/policy/rate.py",
+    "src/propylon/policy/quota.py",
     "src/propylon/policy/access.py",
     "src/propylon/storage/memory_counters.py",
+    # Records are queued and serialised on the event loop for every request. The record class
+    # itself (domain/analytics.py) stays interpreted: orjson crashes (SIGSEGV) on a mypyc-compiled
+    # dataclass, which has neither __slots__ nor __dict__ (tests/analytics/test_record.py).
+    "src/propylon/analytics/buffer.py",
+    "src/propylon/analytics/jsonl.py",
 ]
 
 ext_modules = []

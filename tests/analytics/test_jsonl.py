@@ -6,10 +6,12 @@ import json
 import logging
 from pathlib import Path
 
+import orjson
 import pytest
 
 from propylon.analytics.buffer import AnalyticsWriteError, AnalyticsWriter
-from propylon.analytics.jsonl import JsonLinesWriter
+from propylon.analytics.jsonl import JsonLinesWriter, _line_from_fields
+from propylon.domain.analytics import iso_utc
 from tests.analytics.factory import make_record
 
 
@@ -122,3 +124,17 @@ def test_fast_encoding_matches_the_record_json_form(tmp_path: Path, when: float)
     writer.write_records([record])
     writer.close()
     assert read_lines(path) == [record.to_json_dict()]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"upstream_latency_ms": None, "developer_id": None}, {"total_latency_ms": float("nan")},
+     {"time": 1e16, "path": "/caf\u00e9/\"q\"", "error": "rate_limited"}],
+)
+def test_the_compiled_and_interpreted_encodings_give_the_same_bytes(
+    overrides: dict[str, object],
+) -> None:
+    # The compiled build serialises a dict of the fields, the interpreted one the dataclass.
+    record = make_record(5, **overrides)
+    by_dataclass = b'{"timestamp":"' + iso_utc(record.time).encode() + b'",' + orjson.dumps(record)[1:]
+    assert _line_from_fields(record) == by_dataclass

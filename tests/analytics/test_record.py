@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import orjson
 import pytest
 
 from tests.analytics.factory import make_record
@@ -30,3 +31,10 @@ def test_record_is_slotted() -> None:
     assert not hasattr(record, "__dict__")
     with pytest.raises(AttributeError):
         record.unexpected = 1  # type: ignore[attr-defined]
+
+
+def test_orjson_serialises_the_record_as_a_dataclass() -> None:
+    # Guards the compiled build: orjson crashes on a mypyc-compiled dataclass (no __slots__, no
+    # __dict__), so domain/analytics.py must stay out of setup.py's HOT_PATH.
+    data = orjson.loads(orjson.dumps(make_record(2)))
+    assert data == {k: v for k, v in make_record(2).to_json_dict().items() if k != "timestamp"}

@@ -67,6 +67,16 @@ class AnalyticsRecord:
         }
 
 
+# The last second formatted, and the last millisecond: records come in bursts, so strftime/gmtime
+# (most of this function's cost) run about once per second and the string is reused within a
+# millisecond. Each cache is one tuple, replaced whole, so a reader on another thread never sees a
+# torn entry.
+_last_second: tuple[int, str] = (-1, "")
+_last_milli: tuple[int, int, str] = (-1, -1, "")
+# ".000Z" … ".999Z": a table lookup instead of formatting the milliseconds for every record.
+_MILLIS = tuple(f".{m:03d}Z" for m in range(1000))
+
+
 def iso_utc(seconds: float) -> str:
     """Unix seconds as ISO-8601 UTC with milliseconds (``2026-11-28T15:33:28.148Z``).
 
@@ -74,6 +84,19 @@ def iso_utc(seconds: float) -> str:
     "+00:00" because it is what most log tools and JavaScript's Date expect. Built without a
     datetime object: the analytics writer calls this for every request's record.
     """
+    global _last_second, _last_milli
     whole = int(seconds // 1)
+    # A fraction a hair below 1 can round up to 1000 ms; say .999 rather than .1000.
     millis = int((seconds - whole) * 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{millis:03d}Z"
+    if millis > 999:
+        millis = 999
+    last = _last_milli
+    if last[1] == millis and last[0] == whole:
+        return last[2]
+    cached = _last_second
+    if cached[0] != whole:
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        _last_second = cached
+    text = cached[1] + _MILLIS[millis]
+    _last_milli = (whole, millis, text)
+    return text

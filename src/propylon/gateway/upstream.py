@@ -29,6 +29,23 @@ HOP_BY_HOP = frozenset({
 """Headers that concern one connection only (RFC 9110 §7.6.1): never forwarded, either way."""
 
 
+_COMMON_HEADERS = (
+    b"accept", b"accept-encoding", b"accept-language", b"accept-ranges", b"age",
+    b"authorization", b"cache-control", b"connection", b"content-encoding", b"content-length",
+    b"content-type", b"cookie", b"date", b"etag", b"expect", b"expires", b"host", b"keep-alive",
+    b"last-modified", b"location", b"origin", b"referer", b"server", b"set-cookie", b"te",
+    b"trailer", b"transfer-encoding", b"upgrade", b"user-agent", b"vary", b"x-forwarded-for",
+    b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip", b"x-request-id",
+)
+LOWER_HEADER_NAMES: dict[bytes, bytes] = {
+    spelling: name
+    for name in _COMMON_HEADERS
+    for spelling in (name, name.title(), name.upper())
+} | {b"ETag": b"etag", b"X-Request-ID": b"x-request-id"}
+"""Common header names as clients and servers spell them, mapped to lower case: one dictionary
+lookup per header instead of a ``lower()`` call (look up first, lower only on a miss)."""
+
+
 def connection_options(value: bytes) -> set[bytes]:
     """Header names a ``Connection`` value declares hop-by-hop (beyond keep-alive and close)."""
     return {t.strip().lower() for t in value.split(b",")} - {b"keep-alive", b"close", b""}
@@ -110,19 +127,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._lines = []
-        self._connection = b""
-        self._reason = b""
-        self._chunked = False
-        self._length_known = False
-
     def on_status(self, status: bytes) -> None:
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Lines are kept ready to forward; hop-by-hop headers are consumed here (RFC 9110 §7.6.1).
-        lname = name.lower()
+        lname = LOWER_HEADER_NAMES.get(name) or name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
                 self._chunked = value.strip().lower().endswith(b"chunked")
@@ -136,15 +146,22 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         listener = self.listener
+        lines, reason, connection = self._lines, self._reason, self._connection
+        chunked, length_known = self._chunked, self._length_known
+        # Reset for the next head here rather than in an on_message_begin callback (one Python
+        # call less per response); an interim head's lines must not leak into the final one.
+        self._lines = []
+        self._connection = b""
+        self._reason = b""
+        self._chunked = False
+        self._length_known = False
         if status < 200 and status != 101:
             # Interim responses (100 Continue, 103 Early Hints) are consumed here: the gateway
             # answers Expect: 100-continue itself.
             return
         if listener is None:
             return
-        listener.upstream_head(
-            status, self._reason, self._lines, self._connection, self._chunked, self._length_known
-        )
+        listener.upstream_head(status, reason, lines, connection, chunked, length_known)
         if self.skip_body and self.listener is listener:
             # A response to HEAD has no body whatever its Content-Length says, and httptools
             # cannot be told so; finish here and do not reuse the connection.

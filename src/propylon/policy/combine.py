@@ -14,7 +14,7 @@ The rules follow Tyk's partitioned-policy merge, so that imported setups behave 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from propylon.domain.config import ALL_APIS, AccessRule, Policy, Quota, RateLimit
@@ -29,6 +29,11 @@ class EffectivePolicy:
     rate: RateLimit | None
     quota: Quota | None
     access: AccessMatcher
+    label: str = field(init=False, compare=False, repr=False)
+    """``policy_ids`` comma-joined, as analytics records name them (joined once, not per request)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", ",".join(self.policy_ids))
 
 
 # Callers combine per token and API; the same few rule sets recur, so the regex compilation is

@@ -21,6 +21,10 @@ class QuotaDecision(NamedTuple):
     reset_after: float
 
 
+# See policy.rate: the tuple constructor skips the named tuple's Python-level __new__.
+_new_tuple = tuple.__new__
+
+
 def quota_hit(
     window_start: float | None, used: int, now: float, quota: Quota
 ) -> tuple[float, int, QuotaDecision]:
@@ -37,8 +41,8 @@ def quota_hit(
     # quota), but the advertised wait never exceeds one window.
     reset_after = min(window_start + renewal - now, float(renewal))
     limit = quota.max
-    # Positional construction: cheaper on the hot path (allowed, limit, remaining, reset_after).
+    # (allowed, limit, remaining, reset_after)
     if used >= limit:
-        return window_start, used, QuotaDecision(False, limit, 0, reset_after)
+        return window_start, used, _new_tuple(QuotaDecision, (False, limit, 0, reset_after))
     used += 1
-    return window_start, used, QuotaDecision(True, limit, limit - used, reset_after)
+    return window_start, used, _new_tuple(QuotaDecision, (True, limit, limit - used, reset_after))

@@ -40,13 +40,18 @@ class RateDecision(NamedTuple):
     retry_after: float
 
 
+# A named tuple's own constructor is a Python-level function; the tuple constructor builds the
+# same object without that call, which matters when one decision is made per request.
+_new_tuple = tuple.__new__
+
+
 def gcra(tat: float, now: float, rate: RateLimit) -> tuple[float, RateDecision]:
     """Apply one request at ``now`` to the state ``tat``; return the new TAT and the decision.
 
     A fresh key may pass any ``tat <= now`` (``now`` itself, or 0). A denied request leaves the
     TAT unchanged, so being refused costs nothing.
     """
-    # Hot path: model attributes read once, decisions built positionally (keywords cost more).
+    # Hot path: model attributes read once, decisions built without keyword arguments.
     requests = rate.requests
     window = rate.per_seconds
     interval = window / requests
@@ -60,10 +65,14 @@ def gcra(tat: float, now: float, rate: RateLimit) -> tuple[float, RateDecision]:
     slack = min(0.5 * interval, (requests + 1) * _EPSILON * abs(new_tat + window))
     if ahead > window + slack:
         # allowed, limit, remaining, reset_after, retry_after
-        return tat, RateDecision(False, requests, 0, start - now, ahead - window)
+        return tat, _new_tuple(
+            RateDecision, (False, requests, 0, start - now, ahead - window)
+        )
     remaining = int((window - ahead + slack) / interval)
     if remaining >= requests:
         remaining = requests - 1
     elif remaining < 0:
         remaining = 0
-    return new_tat, RateDecision(True, requests, remaining, ahead, 0.0)
+    return new_tat, _new_tuple(
+        RateDecision, (True, requests, remaining, ahead, 0.0)
+    )

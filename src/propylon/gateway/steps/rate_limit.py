@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from math import ceil
+from time import time as wall_clock
 
 from propylon.domain.config import Quota, RateLimit
 from propylon.gateway.errors import Header, TooManyRequests
@@ -37,30 +39,31 @@ def limit_headers(
     return headers
 
 
-def limit_lines(policy_line: bytes, name: bytes, limit: int, remaining: int, reset_after: float,
-                *, legacy: bool) -> bytes:
-    """The same headers as :func:`limit_headers` as ready-made lines, for successful responses.
+def limit_template(name: str, limit: int, window: float, *, legacy: bool) -> bytes:
+    """The header lines of :func:`limit_headers` with what is fixed per limit filled in.
 
-    One formatting operation per request instead of five tuples: this runs on every request of a
-    rate-limited API.
+    What changes per request is left as ``%d`` for :func:`limit_lines`: the remaining count and
+    reset seconds, and with ``legacy`` the remaining count again and the reset time. Built once
+    per limit, so a request costs one small formatting operation.
     """
-    reset = math.ceil(reset_after) if reset_after > 0 else 0
+    policy = f'ratelimit-policy: "{name}";q={limit};w={ceil(window)}\r\n'.encode()
+    lines = policy.replace(b"%", b"%%") + b'ratelimit: "%b";r=%%d;t=%%d\r\n' % (
+        name.encode().replace(b"%", b"%%")
+    )
+    if legacy:
+        lines += b"x-ratelimit-limit: %d\r\nx-ratelimit-remaining: %%d\r\nx-ratelimit-reset: %%d\r\n" % (
+            limit
+        )
+    return lines
+
+
+def limit_lines(template: bytes, remaining: int, reset_after: float, *, legacy: bool) -> bytes:
+    """The header lines for a successful response, from the limit's :func:`limit_template`."""
+    reset = ceil(reset_after) if reset_after > 0 else 0
     remaining = remaining if remaining > 0 else 0
     if legacy:
-        return _LINES_WITH_LEGACY % (
-            policy_line, name, remaining, reset, limit, remaining, int(time.time()) + reset
-        )
-    return _LINES % (policy_line, name, remaining, reset)
-
-
-_LINES = b'%bratelimit: "%b";r=%d;t=%d\r\n'
-_LINES_WITH_LEGACY = _LINES + (
-    b"x-ratelimit-limit: %d\r\nx-ratelimit-remaining: %d\r\nx-ratelimit-reset: %d\r\n"
-)
-
-
-def _policy_line(name: str, limit: int, window: float) -> bytes:
-    return f'ratelimit-policy: "{name}";q={limit};w={math.ceil(window)}\r\n'.encode()
+        return template % (remaining, reset, remaining, int(wall_clock()) + reset)
+    return template % (remaining, reset)
 
 
 def retry_after(seconds: float) -> Header:
@@ -71,13 +74,15 @@ def retry_after(seconds: float) -> Header:
 class RateLimitStep:
     """GCRA rate limit per API and identity."""
 
-    __slots__ = ("_clock", "_counters", "_lines", "_prefix")
+    __slots__ = ("_clock", "_counters", "_prefix", "_templates")
 
     def __init__(self, api_id: str, counters: CounterStore, clock: Callable[[], float]) -> None:
         self._prefix = f"rate\x00{api_id}\x00"
         self._counters = counters
         self._clock = clock
-        self._lines: dict[RateLimit, bytes] = {}
+        # Keyed by identity, not by the model: hashing a pydantic model is a Python-level call
+        # per request. The model is kept in the value, so a reused id() cannot alias it.
+        self._templates: dict[int, tuple[RateLimit, bytes]] = {}
 
     def __call__(self, exchange: Exchange) -> None:
         policy = exchange.policy
@@ -94,24 +99,28 @@ class RateLimitStep:
                 "Rate limit exceeded", reason="rate_limited",
                 headers=[*headers, retry_after(decision.retry_after)],
             )
-        line = self._lines.get(rate)
-        if line is None:
-            line = self._lines[rate] = _policy_line("rate", decision.limit, rate.per_seconds)
-        exchange.response_headers.append(limit_lines(
-            line, b"rate", decision.limit, decision.remaining, decision.reset_after, legacy=True
-        ))
+        cached = self._templates.get(id(rate))
+        if cached is not None and cached[0] is rate:
+            template = cached[1]
+        else:
+            template = limit_template("rate", decision.limit, rate.per_seconds, legacy=True)
+            self._templates[id(rate)] = (rate, template)
+        exchange.response_headers.append(
+            limit_lines(template, decision.remaining, decision.reset_after, legacy=True)
+        )
 
 
 class QuotaStep:
     """Fixed-window quota per API and identity; denied requests do not consume it."""
 
-    __slots__ = ("_clock", "_counters", "_lines", "_prefix")
+    __slots__ = ("_clock", "_counters", "_prefix", "_templates")
 
     def __init__(self, api_id: str, counters: CounterStore, clock: Callable[[], float]) -> None:
         self._prefix = f"quota\x00{api_id}\x00"
         self._counters = counters
         self._clock = clock
-        self._lines: dict[Quota, bytes] = {}
+        # By identity, as in RateLimitStep; the X-RateLimit trio is included or not.
+        self._templates: dict[tuple[int, bool], tuple[Quota, bytes]] = {}
 
     def __call__(self, exchange: Exchange) -> None:
         policy = exchange.policy
@@ -132,10 +141,16 @@ class QuotaStep:
                 "Quota exhausted", reason="quota_exhausted", code="quota_exhausted",
                 headers=[*headers, retry_after(decision.reset_after)],
             )
-        line = self._lines.get(quota)
-        if line is None:
-            line = self._lines[quota] = _policy_line("quota", decision.limit, quota.renewal_seconds)
-        exchange.response_headers.append(limit_lines(
-            line, b"quota", decision.limit, decision.remaining, decision.reset_after,
-            legacy=policy is None or policy.rate is None,
-        ))
+        legacy = policy is None or policy.rate is None
+        key = (id(quota), legacy)
+        cached = self._templates.get(key)
+        if cached is not None and cached[0] is quota:
+            template = cached[1]
+        else:
+            template = limit_template(
+                "quota", decision.limit, quota.renewal_seconds, legacy=legacy
+            )
+            self._templates[key] = (quota, template)
+        exchange.response_headers.append(
+            limit_lines(template, decision.remaining, decision.reset_after, legacy=legacy)
+        )
