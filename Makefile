@@ -20,7 +20,16 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(BIN)/propylon up
 
-test: $(STAMP)
+# The real third-party OpenID provider of the integration tests (npm oidc-provider, pinned by the
+# lock file; tests/support/oidc_provider.py starts it). Needs node and npm.
+OIDC_DIR   := tests/support/oidc_provider
+OIDC_STAMP := $(OIDC_DIR)/node_modules/.installed
+
+$(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund
+	@touch $@
+
+test: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/ruff check src tests benchmarks setup.py
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
@@ -58,4 +67,5 @@ hot-path: $(STAMP)
 	$(BIN)/python benchmarks/hot_path.py
 
 clean:
-	rm -rf $(VENV) $(COMPILED) build .mypy_cache .ruff_cache .pytest_cache .propylon
+	rm -rf $(VENV) $(COMPILED) build .mypy_cache .ruff_cache .pytest_cache .propylon \
+		$(OIDC_DIR)/node_modules

@@ -1,56 +1,48 @@
-"""RFC 7592 client management: read and delete a registered client at its IdP.
+"""RFC 7592 client management: read, update and delete a registered client at its IdP.
 
-Each call goes to the client's ``registration_client_uri`` with ``Authorization: Bearer
-<registration access token>``. Outbound rules: ``http``/``https`` only, redirects are never
-followed (a redirect would carry the token elsewhere), one deadline bounds the whole exchange
-(:data:`DEFAULT_TIMEOUT`), and response bodies are capped (:data:`MAX_RESPONSE_BYTES`).
+Each call goes to the client's configuration endpoint (``registration_client_uri``) with the
+credential its IdP's adapter names: ``Bearer <registration access token>`` by default, Okta's
+``SSWS`` API token for Okta (``idp.adapters``). Outbound rules are those of ``idp.outbound``
+(no redirects, one deadline of :data:`DEFAULT_TIMEOUT`, bodies capped at
+:data:`MAX_RESPONSE_BYTES`); failures are :class:`RegistrationError` (``idp.protocol``).
 
-Every failure is a :class:`RegistrationError` carrying the IdP's ``error`` and
-``error_description`` when it sent them, or a local code (``unreachable``, ``timeout``,
-``invalid_response``...) otherwise. The token never appears in an error or a log line.
+An IdP may answer a read or an update with a new registration access token, the old one then
+being void (Keycloak on update, Curity on both; IDP-VENDORS.md). The caller must store it before it
+reports success, so :func:`read_client` and :func:`update_client` take a ``store_token`` callback
+and await it before they return: if storing fails, the call fails.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-log = logging.getLogger(__name__)
+from propylon.idp.adapters import GenericAdapter, IdpAdapter
+from propylon.idp.outbound import DEFAULT_TIMEOUT
+from propylon.idp.protocol import (
+    MAX_RESPONSE_BYTES,
+    SECRET_FIELDS,
+    RegistrationError,
+    call,
+    check_uri,
+    json_object,
+    public_metadata,
+)
 
-DEFAULT_TIMEOUT = 5.0
-"""Seconds for one whole management request (connect, send, read)."""
-MAX_RESPONSE_BYTES = 256 * 1024
-"""Largest response body read from an IdP; client metadata is a few kilobytes."""
+__all__ = [
+    "DEFAULT_TIMEOUT", "MAX_RESPONSE_BYTES", "SECRET_FIELDS", "ClientConfiguration", "DeleteOutcome",
+    "RegistrationError", "StoreToken", "check_uri", "delete_client", "public_metadata", "read_client",
+    "update_client",
+]
 
-SECRET_FIELDS = frozenset({"client_secret", "registration_access_token"})
-"""Metadata fields that are secrets: never stored in clear, never shown."""
+StoreToken = Callable[[str], Awaitable[None]]
+"""Persists a rotated registration access token (encrypted) before the call reports success."""
 
-
-class RegistrationError(Exception):
-    """An RFC 7591/7592 exchange failed.
-
-    ``error`` is the IdP's ``error`` code when it sent one, else a local code; ``status`` is the
-    HTTP status the IdP answered (``None`` when no answer came).
-    """
-
-    def __init__(self, error: str, description: str, *, status: int | None = None) -> None:
-        super().__init__(f"{error}: {description}" if description else error)
-        self.error = error
-        self.description = description
-        self.status = status
-
-    @property
-    def retriable(self) -> bool:
-        """Whether trying again later may succeed (no answer, or a server-side failure)."""
-        return self.status is None or self.status >= 500 or self.status == 429
+_GENERIC = GenericAdapter()
 
 
 class DeleteOutcome(Enum):
@@ -59,14 +51,14 @@ class DeleteOutcome(Enum):
     DELETED = "deleted"
     """The IdP deleted the client (204)."""
     ALREADY_GONE = "already_gone"
-    """The IdP does not know the client any more (404)."""
+    """The IdP does not know the client any more (404, or the adapter's equivalent)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ClientConfiguration:
-    """A client's registration as the IdP returned it (RFC 7592 read)."""
+    """A client's registration as the IdP returned it (RFC 7592 read or update)."""
 
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = field(repr=False)
     """Every field the IdP sent, including any new secret: strip with :func:`public_metadata`."""
 
     @property
@@ -75,132 +67,89 @@ class ClientConfiguration:
         value = self.metadata.get("registration_access_token")
         return value if isinstance(value, str) and value else None
 
-
-def public_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """``metadata`` without its secret fields."""
-    return {key: value for key, value in metadata.items() if key not in SECRET_FIELDS}
+    @property
+    def client_secret(self) -> str | None:
+        """The client secret, if the answer carried one (Curity rotates it on every call)."""
+        value = self.metadata.get("client_secret")
+        return value if isinstance(value, str) and value else None
 
 
 async def read_client(
     registration_client_uri: str,
-    registration_access_token: str,
+    registration_access_token: str | None,
     *,
+    adapter: IdpAdapter = _GENERIC,
+    initial_access_token: str | None = None,
+    store_token: StoreToken | None = None,
     time_limit: float = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ClientConfiguration:
-    """The client's current registration (RFC 7592 §2.1, ``GET``)."""
-    status, body = await _exchange("GET", registration_client_uri, registration_access_token,
-                                   time_limit=time_limit, transport=transport)
+    """The client's current registration (RFC 7592 §2.1, ``GET``). A rotated registration access
+    token is handed to ``store_token`` (awaited) before this returns."""
+    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
+    status, body = await call("GET", registration_client_uri, "the client configuration endpoint",
+                              authorization=authorization, time_limit=time_limit, transport=transport)
     if status != 200:
-        raise _idp_error(status, body)
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    if not isinstance(document, dict):
-        raise RegistrationError("invalid_response", "the IdP's answer is not a JSON object",
-                                status=status)
-    return ClientConfiguration(document)
+        raise adapter.error(status, body)
+    return await _configuration(status, body, registration_access_token, store_token)
+
+
+async def update_client(
+    registration_client_uri: str,
+    registration_access_token: str | None,
+    current: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    client_id: str,
+    adapter: IdpAdapter = _GENERIC,
+    initial_access_token: str | None = None,
+    store_token: StoreToken | None = None,
+    time_limit: float = DEFAULT_TIMEOUT,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ClientConfiguration:
+    """Replace the client's metadata (RFC 7592 §2.2, ``PUT``): ``current`` (as last read) with
+    ``changes`` applied, shaped by the adapter (``client_id`` in, read-only fields out). A rotated
+    registration access token is handed to ``store_token`` (awaited) before this returns."""
+    body_out = adapter.update_metadata(current, changes, client_id)
+    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
+    status, body = await call("PUT", registration_client_uri, "the client configuration endpoint",
+                              authorization=authorization, json_body=body_out, time_limit=time_limit,
+                              transport=transport)
+    if status != 200:
+        raise adapter.error(status, body)
+    return await _configuration(status, body, registration_access_token, store_token)
 
 
 async def delete_client(
     registration_client_uri: str,
-    registration_access_token: str,
+    registration_access_token: str | None,
     *,
+    adapter: IdpAdapter = _GENERIC,
+    initial_access_token: str | None = None,
     time_limit: float = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> DeleteOutcome:
     """Delete the client at the IdP (RFC 7592 §2.3, ``DELETE``).
 
-    204 (and 200, which some IdPs send) is a deletion; 404 means the client is already gone.
-    RFC 7592 lets an IdP answer 401 for an unknown client too, but 401 equally means a wrong or
-    expired token, so it is an error here: the caller decides (it may force the local removal).
+    204 (and 200, which some IdPs send) is a deletion; what means "already gone" is the adapter's
+    call (404 everywhere; Okta's 401 ``invalid_client`` too). A plain 401 is an error: it equally
+    means a wrong or expired token, and the caller decides (it may force the local removal).
     """
-    status, body = await _exchange("DELETE", registration_client_uri, registration_access_token,
-                                   time_limit=time_limit, transport=transport)
+    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
+    status, body = await call("DELETE", registration_client_uri, "the client configuration endpoint",
+                              authorization=authorization, time_limit=time_limit, transport=transport)
     if status in (200, 204):
         return DeleteOutcome.DELETED
-    if status == 404:
+    error = adapter.error(status, body)
+    if adapter.client_gone(error):
         return DeleteOutcome.ALREADY_GONE
-    raise _idp_error(status, body)
+    raise error
 
 
-def check_uri(uri: str) -> None:
-    """Refuse a management URI that is not absolute ``http(s)`` (:class:`RegistrationError`)."""
-    try:
-        parts = urlsplit(uri)
-        host = parts.hostname
-    except ValueError:
-        host = None
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
-        raise RegistrationError("invalid_uri", "the registration client URI is not an absolute "
-                                "http(s) URL")
-    if parts.username is not None or parts.password is not None:
-        raise RegistrationError("invalid_uri", "the registration client URI carries credentials")
-
-
-async def _exchange(
-    method: str,
-    uri: str,
-    token: str,
-    *,
-    time_limit: float,
-    transport: httpx.AsyncBaseTransport | None,
-) -> tuple[int, bytes]:
-    check_uri(uri)
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    try:
-        # One deadline for the whole exchange: httpx's timeouts are per operation, so a server
-        # trickling one byte at a time would otherwise hold the request open indefinitely.
-        async with asyncio.timeout(time_limit), httpx.AsyncClient(
-            follow_redirects=False, timeout=time_limit, trust_env=False, transport=transport
-        ) as client, client.stream(method, uri, headers=headers) as response:
-            body = await _read_capped(response)
-            return response.status_code, body
-    except TimeoutError as exc:
-        raise RegistrationError("timeout", f"the IdP did not answer within {time_limit:g} s") from exc
-    except httpx.TimeoutException as exc:
-        raise RegistrationError("timeout", f"the IdP did not answer within {time_limit:g} s") from exc
-    except httpx.HTTPError as exc:
-        # The exception text names the URL, never the headers: safe to pass on.
-        raise RegistrationError("unreachable", f"cannot reach the IdP: {type(exc).__name__}: {exc}"
-                                ) from exc
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise RegistrationError("response_too_large", f"the IdP's answer is larger than "
-                                f"{MAX_RESPONSE_BYTES} bytes", status=response.status_code)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise RegistrationError("response_too_large", f"the IdP's answer is larger than "
-                                    f"{MAX_RESPONSE_BYTES} bytes", status=response.status_code)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _idp_error(status: int, body: bytes) -> RegistrationError:
-    """The IdP's own ``error``/``error_description`` when it sent them (RFC 7591 §3.2.2)."""
-    error, description = "", ""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    if isinstance(document, dict):
-        raw_error = document.get("error")
-        raw_description = document.get("error_description")
-        error = raw_error[:100] if isinstance(raw_error, str) else ""
-        description = raw_description[:500] if isinstance(raw_description, str) else ""
-    if not error:
-        error = {401: "invalid_token", 403: "insufficient_scope"}.get(status, "idp_error")
-    if not description:
-        if 300 <= status < 400:
-            description = f"the IdP answered a redirect ({status}), which is not followed"
-        else:
-            description = f"the IdP answered HTTP {status}"
-    return RegistrationError(error, description, status=status)
+async def _configuration(status: int, body: bytes, sent_token: str | None,
+                         store_token: StoreToken | None) -> ClientConfiguration:
+    configuration = ClientConfiguration(json_object(status, body))
+    rotated = configuration.rotated_registration_access_token
+    if rotated is not None and rotated != sent_token and store_token is not None:
+        await store_token(rotated)
+    return configuration
