@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pydantic
 
 from propylon import __version__
 from propylon.domain.config import ConfigError
@@ -53,22 +54,14 @@ def main(ctx: click.Context, log_level: str) -> None:
 @click.pass_context
 def gateway(ctx: click.Context, /, **flags: Any) -> None:
     """Run the gateway from a configuration file (DB-less mode) or a dashboard."""
-    from pydantic import ValidationError
-
     from propylon.gateway.config_source import load_config_file
     from propylon.gateway.dashboard_source import DashboardUnavailable
     from propylon.gateway.workers import run_workers
 
     try:
         settings = _settings(**flags)
-    except ValidationError as exc:
-        # Field and message only: the settings model hides input values, which may be secrets.
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
-            f"{str(err['msg']).removeprefix('Value error, ')}"
-            for err in exc.errors()
-        )
-        raise click.UsageError(problems) from exc
+    except pydantic.ValidationError as exc:
+        raise _usage_error(exc) from exc
     if settings.config_file is None and settings.dashboard_url is None:
         raise click.UsageError(
             "--config FILE or --dashboard URL (or PROPYLON_CONFIG_FILE / PROPYLON_DASHBOARD_URL) "
@@ -85,21 +78,24 @@ def gateway(ctx: click.Context, /, **flags: Any) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _usage_error(exc: pydantic.ValidationError) -> click.UsageError:
+    """Settings problems as a usage error: field and message only, since the settings models hide
+    input values (they may be secrets)."""
+    return click.UsageError("; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
+        f"{str(err['msg']).removeprefix('Value error, ')}"
+        for err in exc.errors()
+    ))
+
+
 def _dashboard_settings(**flags: Any) -> DashboardSettings:
     """Dashboard settings: environment first, then every flag given; a bad value is a usage error
     naming the field only (values may be secrets)."""
-    from pydantic import ValidationError
-
     given = {k: v for k, v in flags.items() if v is not None}
     try:
         return DashboardSettings(**given)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
-            f"{str(err['msg']).removeprefix('Value error, ')}"
-            for err in exc.errors()
-        )
-        raise click.UsageError(problems) from exc
+    except pydantic.ValidationError as exc:
+        raise _usage_error(exc) from exc
 
 
 @main.command()

@@ -13,23 +13,23 @@ from tests.dashboard.conftest import Dashboard
 
 
 async def _write(dashboard: Dashboard, actor: Actor, action: str, kind: str, ident: str,
-                 *, affects_gateways: bool = False) -> None:
+                 *, versioned: bool = False) -> None:
     async with dashboard.context.database.transaction() as session:
         await changes.record_change(session, actor, action, kind, ident, {"n": ident},
-                                    affects_gateways=affects_gateways)
+                                    versioned=versioned)
 
 
 @pytest.fixture
 async def seeded(dashboard: Dashboard) -> Dashboard:
     """Seven audit entries by two actors about two resource types."""
     alice, ci = Actor("admin", "alice", "1"), Actor("token", "ci", "2")
-    await _write(dashboard, alice, "create", "api", "orders", affects_gateways=True)
-    await _write(dashboard, alice, "update", "api", "orders", affects_gateways=True)
-    await _write(dashboard, ci, "create", "api", "billing", affects_gateways=True)
-    await _write(dashboard, ci, "create", "policy", "gold", affects_gateways=True)
-    await _write(dashboard, alice, "delete", "api", "orders", affects_gateways=True)
+    await _write(dashboard, alice, "create", "api", "orders", versioned=True)
+    await _write(dashboard, alice, "update", "api", "orders", versioned=True)
+    await _write(dashboard, ci, "create", "api", "billing", versioned=True)
+    await _write(dashboard, ci, "create", "policy", "gold", versioned=True)
+    await _write(dashboard, alice, "delete", "api", "orders", versioned=True)
     await _write(dashboard, ci, "create", "api_token", "t1")
-    await _write(dashboard, alice, "update", "policy", "gold", affects_gateways=True)
+    await _write(dashboard, alice, "update", "policy", "gold", versioned=True)
     return dashboard
 
 

@@ -48,11 +48,11 @@ async def test_create_read_list_replace_delete(admin: httpx.AsyncClient, databas
 
     assert (await admin.delete(f"{BASE}/orders-entry")).status_code == 204
     assert (await admin.get(f"{BASE}/orders-entry")).status_code == 404
-    # The catalogue does not change what gateways serve: audited, but no new config version.
-    assert await version(database) == start
+    # Every configuration write is audited with the version it created.
+    assert await version(database) == start + 3
     entries = [e for e in await audit(database) if e.resource_type == "catalogue"]
     assert [(e.action, e.config_version) for e in entries] == [
-        ("create", None), ("update", None), ("delete", None)
+        ("create", start + 1), ("update", start + 2), ("delete", start + 3)
     ]
 
 

@@ -45,9 +45,9 @@ async def test_replace(admin: httpx.AsyncClient, database: Database, dashboard: 
     again = await admin.put(BASE, json={"portal_name": "Acme APIs"})
     assert again.json()["dcr_enabled"] is True
     assert again.json()["oauth_redirect_uri_separator"] == ","
-    assert await version(database) == start
+    assert await version(database) == start + 2
     entries = [e for e in await audit(database) if e.resource_type == "portal-settings"]
-    assert len(entries) == 2
+    assert [e.config_version for e in entries] == [start + 1, start + 2]
     assert entries[0].details["document"]["portal_name"] == "Acme APIs"
 
 

@@ -58,7 +58,7 @@ async def test_snapshot_holds_the_gateway_fields_of_everything(
     snapshot = await SqlSnapshotSource(database).snapshot()
     config = parse_config(snapshot.config)
     assert config.version == str(snapshot.version)
-    assert snapshot.version == 3  # IdP, API, policy; the catalogue entry is not the gateways' concern
+    assert snapshot.version == 4  # IdP, API, policy, catalogue entry: one version per write
     assert snapshot.config["identity_providers"] == [{
         "id": "main", "issuer": "https://idp.example.com/realms/demo", "jwks_uri": None,
         "audience": "orders", "algorithms": list(config.identity_providers[0].algorithms),
@@ -99,14 +99,19 @@ async def test_every_gateway_write_gives_a_new_version(admin: httpx.AsyncClient,
     assert [s.version for s in seen] == list(range(len(seen)))
     assert all(a.config != b.config for a, b in itertools.pairwise(seen))
 
-    # Catalogue and portal settings do not concern gateways: same version, same config.
+    # Catalogue and portal settings are configuration too: a new version each, same gateway config.
     await created(admin, "/api/v1/policies", policy_doc())
     before = await source.snapshot()
+    assert await source.snapshot() is before  # unchanged version: the kept snapshot, not a new read
     assert (await admin.post("/api/v1/catalogue", json=entry_doc())).status_code == 201
     assert (await admin.put("/api/v1/portal-settings", json={"portal_name": "x"})).status_code == 200
-    assert await source.snapshot() is before  # unchanged version: the kept snapshot, not a new read
+    after = await source.snapshot()
+    assert after.version == before.version + 2
+    assert {k: v for k, v in after.config.items() if k != "version"} == {
+        k: v for k, v in before.config.items() if k != "version"
+    }
     # Another source (another dashboard) on the same database builds the same document.
-    assert await SqlSnapshotSource(database).snapshot() == before
+    assert await SqlSnapshotSource(database).snapshot() == after
 
 
 async def test_version_and_rows_are_read_together(admin: httpx.AsyncClient, database: Database) -> None:

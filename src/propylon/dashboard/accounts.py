@@ -5,7 +5,7 @@ with that admin. A new token is returned once, in the answer to its creation (``
 no-store``); only its SHA-256 digest and a short prefix are kept. A revoked token is refused by the
 very next request, because every request looks the token up.
 
-Every write is audited (``affects_gateways=False``: accounts are not gateway configuration);
+Every write is audited (``versioned=False``: accounts are not gateway configuration);
 neither passwords nor tokens ever appear in audit details or logs.
 """
 
@@ -198,7 +198,7 @@ async def change_password(body: PasswordChange, actor: PendingAdminActor, contex
         stored.updated_at = now()
         await changes.record_change(
             session, actor, "change_password", "admin_user", row.id, {"username": row.username},
-            affects_gateways=False,
+            versioned=False,
         )
     return Response(status_code=204)
 
@@ -230,7 +230,7 @@ async def create_admin(body: AdminCreate, actor: AdminActor, context: Context) -
             await changes.record_change(
                 session, actor, "create", "admin_user", row.id,
                 {"username": row.username, "must_change_password": row.must_change_password},
-                affects_gateways=False,
+                versioned=False,
             )
     except IntegrityError as exc:
         raise taken from exc
@@ -260,7 +260,7 @@ async def delete_admin(
         await session.delete(row)
         await changes.record_change(
             session, actor, "delete", "admin_user", admin_id,
-            {"username": row.username, "tokens_deleted": int(tokens or 0)}, affects_gateways=False,
+            {"username": row.username, "tokens_deleted": int(tokens or 0)}, versioned=False,
         )
     return Response(status_code=204)
 
@@ -299,7 +299,7 @@ async def create_token(
             session, actor, "create", "api_token", row.id,
             {"name": row.name, "prefix": row.prefix, "admin": owner.username,
              "expires_at": expires.isoformat() if expires else None},
-            affects_gateways=False,
+            versioned=False,
         )
     response.headers["Cache-Control"] = "no-store"
     return TokenCreated(**_token_out(row, owner.username).model_dump(), token=token)
@@ -318,6 +318,6 @@ async def revoke_token(
             row.revoked_at = now()
             await changes.record_change(
                 session, actor, "revoke", "api_token", row.id,
-                {"name": row.name, "prefix": row.prefix}, affects_gateways=False,
+                {"name": row.name, "prefix": row.prefix}, versioned=False,
             )
     return Response(status_code=204)

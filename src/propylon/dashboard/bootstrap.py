@@ -76,7 +76,7 @@ async def bootstrap_admin(database: Database, password: str | None, out: TextIO)
             await changes.record_change(
                 session, changes.SYSTEM, "create", "admin_user", row.id,
                 {"username": FIRST_ADMIN, "bootstrap": True, "generated_password": generated},
-                affects_gateways=False,
+                versioned=False,
             )
     except IntegrityError:
         return None

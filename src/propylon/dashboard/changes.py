@@ -71,15 +71,17 @@ async def record_change(
     resource_id: str,
     details: Mapping[str, Any] | None = None,
     *,
-    affects_gateways: bool = True,
+    versioned: bool = True,
 ) -> int | None:
-    """Audit a write (and bump the config version when gateways are affected) in ``session``'s
-    transaction. Returns the new version, or ``None`` when gateways are not affected.
+    """Audit a write, and bump the config version when it is a configuration write (``versioned``:
+    identity providers, APIs, policies, catalogue, portal settings, client revocations), in
+    ``session``'s transaction. Returns the new version, or ``None`` for writes that are not
+    configuration (accounts, tokens, developer profiles).
 
     ``details`` must not contain secrets: callers pass the public view of a resource.
     """
     version: int | None = None
-    if affects_gateways:
+    if versioned:
         result = await session.execute(
             update(ConfigState)
             .where(ConfigState.id == _STATE_ID)

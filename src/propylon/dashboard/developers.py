@@ -209,7 +209,7 @@ def developers_router() -> APIRouter:
                 session.add(row)
                 await session.flush()
                 await record_change(session, actor, "create", "developer", row.id, _audit(row),
-                                    affects_gateways=False)
+                                    versioned=False)
         except IntegrityError as exc:  # a concurrent "Add developer" with the same e-mail won
             raise _duplicate(body.email) from exc
         return _view(row)
@@ -272,7 +272,7 @@ def developers_router() -> APIRouter:
                 await lift_suspension(session, client_ids)
             details = {**_audit(row), "previous_status": before}
             version = await record_change(session, actor, "update", "developer", row.id, details,
-                                          affects_gateways=bool(client_ids) and (suspending or restoring))
+                                          versioned=bool(client_ids) and (suspending or restoring))
         await context.config_changed(version)
         return _view(row)
 
@@ -301,7 +301,7 @@ def developers_router() -> APIRouter:
             else:
                 await session.delete(row)
                 await record_change(session, actor, "delete", "developer", developer_id,
-                                    _audit(row), affects_gateways=False)
+                                    _audit(row), versioned=False)
         await context.config_changed(version)
         if not clients:
             return Response(status_code=204)
@@ -315,7 +315,7 @@ def developers_router() -> APIRouter:
                         raise conflict("the developer got a new OAuth client meanwhile; retry")
                     await session.delete(row)
                     await record_change(session, actor, "delete", "developer", developer_id,
-                                        _audit(row), affects_gateways=False)
+                                        _audit(row), versioned=False)
             except IntegrityError as exc:
                 raise conflict("the developer got a new OAuth client meanwhile; retry") from exc
             return Response(status_code=204)

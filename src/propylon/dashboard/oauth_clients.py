@@ -221,7 +221,7 @@ async def finish_delete(context: DashboardContext, actor: Actor, record_id: Reco
             current.updated_at = now()
             await record_change(session, actor, "delete_failed", "oauth_client", record_id,
                                 {"client_id": client_id, "idp_error": failure.error},
-                                affects_gateways=False)
+                                versioned=False)
     await context.config_changed(version)
     if outcome == "failed" and failure is not None:
         return ClientDeletion(
@@ -362,7 +362,7 @@ def oauth_clients_router() -> APIRouter:
                 current.updated_at = now()
                 await record_change(session, actor, "rotate_registration_access_token",
                                     "oauth_client", record_id, {"client_id": row.client_id},
-                                    affects_gateways=False)
+                                    versioned=False)
         return Registration(id=record_id, client_id=row.client_id,
                             registration=public_metadata(config.metadata),
                             registration_access_token_rotated=rotated is not None and rotated != token)

@@ -125,7 +125,7 @@ async def import_tyk(body: TykImportRequest, actor: AdminActor, context: Context
             for kind, ident, document, creating in writes:
                 await _write(session, kind, ident, document, creating=creating)
                 await record_change(session, actor, "import", kind.name, ident,
-                                    {"document": document, "source": "tyk"}, affects_gateways=False)
+                                    {"document": document, "source": "tyk"}, versioned=False)
             await session.flush()
             summary.config_version = await record_change(
                 session, actor, "import", "import", "tyk",

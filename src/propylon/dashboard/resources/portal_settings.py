@@ -1,7 +1,7 @@
 """``/api/v1/portal-settings``: the portal's global options and DCR defaults (one document).
 
 Until an admin saves them the defaults of :class:`~propylon.domain.resources.PortalSettings` apply.
-They do not change what gateways serve: writes are audited without a new configuration version.
+Writes are audited and, like every configuration write, get a new configuration version.
 """
 
 from __future__ import annotations
@@ -62,5 +62,5 @@ async def replace_portal_settings(
         row.spec = body.model_dump(mode="json")
         row.updated_at = current
         await record_change(session, actor, "update", "portal-settings", "portal-settings",
-                            {"document": row.spec}, affects_gateways=False)
+                            {"document": row.spec})
     return PortalSettingsView(**body.model_dump(), updated_at=current)

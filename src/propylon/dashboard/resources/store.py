@@ -57,14 +57,16 @@ class Kind:
     singular: str
     row: type[ResourceRow]
     spec: type[BaseModel]
-    affects_gateways: bool
+    versioned: bool
 
 
 IDENTITY_PROVIDERS = Kind("identity-providers", "identity provider", IdentityProviderRow,
                           IdentityProviderSpec, True)
 APIS = Kind("apis", "API", ApiRow, Api, True)
 POLICIES = Kind("policies", "policy", PolicyRow, PolicySpec, True)
-CATALOGUE = Kind("catalogue", "catalogue entry", CatalogueEntryRow, CatalogueEntrySpec, False)
+# The catalogue is configuration (of the portal) like the rest: its writes get a version too, even
+# though gateways serve the same snapshot before and after.
+CATALOGUE = Kind("catalogue", "catalogue entry", CatalogueEntryRow, CatalogueEntrySpec, True)
 
 # check_references names lists by their GatewayConfig field; problems are reported by URL segment.
 _CONFIG_LISTS: dict[str, str] = {
@@ -304,7 +306,7 @@ async def save(
             await session.flush()
             version = await record_change(
                 session, actor, action or ("create" if creating else "update"), kind.name, ident,
-                details, affects_gateways=kind.affects_gateways,
+                details, versioned=kind.versioned,
             )
     except IntegrityError as exc:
         raise conflict(f"{kind.singular} {ident!r} clashes with a stored resource (concurrent "
@@ -324,7 +326,7 @@ async def delete(context: DashboardContext, actor: Actor, kind: Kind, ident: str
             await session.delete(row)
             await session.flush()
             version = await record_change(
-                session, actor, "delete", kind.name, ident, {}, affects_gateways=kind.affects_gateways
+                session, actor, "delete", kind.name, ident, {}, versioned=kind.versioned
             )
     except IntegrityError as exc:
         raise conflict(f"{kind.singular} {ident!r} is still referenced") from exc
