@@ -29,7 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "tyk": {"domain"},
     "idp": {"domain"},
     "web": {"domain", "settings", "logs"},
-    "dashboard": {"domain", "policy", "storage", "analytics", "idp", "tyk", "settings", "logs", "web"},
+    "dashboard": {"domain", "policy", "storage", "analytics", "idp", "tyk", "settings", "logs", "web",
+                  "portal"},
+    "portal": {"domain", "policy", "storage", "idp", "web", "dashboard", "settings", "logs"},
     "cli": {"domain", "gateway", "dashboard", "storage", "demo", "settings", "logs", "tyk"},
 }
 # Modules that must stay free of I/O and frameworks.

@@ -22,6 +22,7 @@ from propylon.dashboard.request_guard import BodySizeGuard
 from propylon.dashboard.resources import resources_router
 from propylon.dashboard.snapshot import SqlSnapshotSource
 from propylon.dashboard.tyk_import import router as tyk_import_router
+from propylon.portal.api import portal_api_router
 
 
 def create_app(context: DashboardContext) -> FastAPI:
@@ -45,6 +46,7 @@ def create_app(context: DashboardContext) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(gateways_routes.router)
     app.include_router(tyk_import_router)
+    app.include_router(portal_api_router())
     if context.node_secret:
         app.include_router(
             sync_router(

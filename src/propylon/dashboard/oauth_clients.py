@@ -38,9 +38,16 @@ from propylon.dashboard.admin_auth import AdminActor
 from propylon.dashboard.changes import Actor, now, record_change
 from propylon.dashboard.context import DashboardContext, get_context
 from propylon.dashboard.errors import ApiError, conflict, not_found
+from propylon.domain.resources import IdentityProviderSpec
+from propylon.idp.adapters import IdpAdapter, adapter_for
 from propylon.idp.client_management import RegistrationError, delete_client, public_metadata, read_client
 from propylon.storage.secret_box import SecretKeyError
-from propylon.storage.sql.schema import ClientTombstoneRow, DeveloperRow, OAuthClientRow
+from propylon.storage.sql.schema import (
+    ClientTombstoneRow,
+    DeveloperRow,
+    IdentityProviderRow,
+    OAuthClientRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +177,29 @@ async def lift_suspension(session: AsyncSession, client_ids: list[str]) -> None:
         ))
 
 
+async def idp_management(context: DashboardContext,
+                         identity_provider_id: str) -> tuple[IdpAdapter, str | None]:
+    """The adapter of a client's identity provider and its decrypted initial access token (Okta
+    manages clients with its API token, not a registration access token). An IdP whose record is
+    gone or unreadable falls back to the generic adapter without a token. ``SecretKeyError`` when
+    the stored token cannot be decrypted."""
+    async with context.database.sessions() as session:
+        row = await session.get(IdentityProviderRow, identity_provider_id)
+    if row is None:
+        return adapter_for("generic"), None
+    try:
+        kind = IdentityProviderSpec.model_validate(row.spec).kind
+    except ValueError:
+        kind = "generic"
+    token = context.secrets.decrypt(row.initial_access_token_enc) if row.initial_access_token_enc else None
+    return adapter_for(kind), token
+
+
+def _management_token(context: DashboardContext, row: OAuthClientRow) -> str | None:
+    return context.secrets.decrypt(row.registration_access_token_enc) \
+        if row.registration_access_token_enc else None
+
+
 async def begin_delete(session: AsyncSession, actor: Actor, row: OAuthClientRow) -> int | None:
     """Step 1 of a deletion, in the caller's transaction: tombstone, status ``deleting``, audit.
     Returns the new config version."""
@@ -194,16 +224,23 @@ async def finish_delete(context: DashboardContext, actor: Actor, record_id: Reco
     client_id = row.client_id
     failure: RegistrationError | None = None
     outcome: Literal["deleted", "already_gone", "not_managed", "forced", "failed"]
-    if row.registration_client_uri and row.registration_access_token_enc:
+    try:
+        adapter, initial_token = await idp_management(context, row.identity_provider_id)
+        token = _management_token(context, row)
+        manageable = bool(row.registration_client_uri) and \
+            adapter.management_authorization(token, initial_token) is not None
+    except SecretKeyError:
+        adapter, initial_token, token, manageable = adapter_for("generic"), None, None, False
+        failure = RegistrationError("undecryptable", "a stored token cannot be decrypted with the "
+                                    "configured secret key(s)")
+    if failure is None and manageable:
+        assert row.registration_client_uri is not None
         try:
-            token = context.secrets.decrypt(row.registration_access_token_enc)
-            outcome = (await delete_client(row.registration_client_uri, token)).value
-        except SecretKeyError:
-            failure = RegistrationError("undecryptable", "the registration access token cannot be "
-                                        "decrypted with the configured secret key(s)")
+            outcome = (await delete_client(row.registration_client_uri, token, adapter=adapter,
+                                           initial_access_token=initial_token)).value
         except RegistrationError as exc:
             failure = exc
-    else:
+    elif failure is None:
         outcome = "not_managed"
     if failure is not None:
         outcome = "forced" if force else "failed"
@@ -342,12 +379,15 @@ def oauth_clients_router() -> APIRouter:
     async def registration(record_id: RecordId, actor: AdminActor, context: Context) -> Registration:
         async with context.database.sessions() as session:
             row = await _load(session, record_id)
-        if not row.registration_client_uri or not row.registration_access_token_enc:
-            raise conflict("this client has no registration URI or registration access token: "
-                           "it cannot be read at its IdP")
         try:
-            token = context.secrets.decrypt(row.registration_access_token_enc)
-            config = await read_client(row.registration_client_uri, token)
+            adapter, initial_token = await idp_management(context, row.identity_provider_id)
+            token = _management_token(context, row)
+            if not row.registration_client_uri or \
+                    adapter.management_authorization(token, initial_token) is None:
+                raise conflict("this client has no registration URI or registration access token: "
+                               "it cannot be read at its IdP")
+            config = await read_client(row.registration_client_uri, token, adapter=adapter,
+                                       initial_access_token=initial_token)
         except SecretKeyError as exc:
             raise ApiError(503, "secret_unavailable", "the registration access token cannot be "
                            "decrypted with the configured secret key(s)") from exc

@@ -212,6 +212,22 @@ class ApiTokenRow(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class DeveloperTokenRow(Base):
+    """A developer's API token for the portal's JSON API; only its SHA-256 digest is stored."""
+
+    __tablename__ = "developer_tokens"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    developer_id: Mapped[str] = mapped_column(ForeignKey("developers.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    """The token's first characters, so a developer can tell tokens apart."""
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
 class AuditEntryRow(Base):
     """Who changed what, when. Details never contain secrets."""
 

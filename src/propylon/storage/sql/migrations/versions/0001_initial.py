@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 17:47:42.607301
+Create Date: 2026-11-28 19:07:25.716580
 """
 
 from __future__ import annotations
@@ -159,6 +159,23 @@ def upgrade() -> None:
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_tokens_admin_user_id'), ['admin_user_id'], unique=False)
 
+    op.create_table('developer_tokens',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('developer_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('token_digest', sa.String(length=64), nullable=False),
+    sa.Column('prefix', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['developer_id'], ['developers.id'], name=op.f('fk_developer_tokens_developer_id_developers'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_developer_tokens')),
+    sa.UniqueConstraint('token_digest', name=op.f('uq_developer_tokens_token_digest'))
+    )
+    with op.batch_alter_table('developer_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_developer_tokens_developer_id'), ['developer_id'], unique=False)
+
     op.create_table('oauth_clients',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('client_id', sa.String(length=255), nullable=True),
@@ -196,6 +213,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_oauth_clients_developer_id'))
 
     op.drop_table('oauth_clients')
+    with op.batch_alter_table('developer_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_developer_tokens_developer_id'))
+
+    op.drop_table('developer_tokens')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_admin_user_id'))
 

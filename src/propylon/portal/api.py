@@ -1,0 +1,337 @@
+"""The developer JSON API under ``/portal/api/v1``: catalogue, OAuth clients, API tokens.
+
+Developers authenticate with a developer API token (``Authorization: Bearer ppd_…``), created by
+``POST /portal/api/v1/tokens`` with their email and password (HTTP Basic). Only ``active``
+developers get or use tokens; every authentication failure is the same 401, and failed password
+attempts are throttled like admin logins (per email and per address; keys of their own). A
+developer sees and changes only their own clients: another developer's is a 404.
+
+Failures at the identity provider reach the developer as a clear, generic message (``idp_error``,
+``idp_timeout``); the IdP's own ``error``/``error_description`` is kept in the client record's
+``last_error``, which admins read in ``GET /api/v1/oauth-clients/{id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import secrets
+import shlex
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from propylon.dashboard.changes import Actor, now, record_change
+from propylon.dashboard.context import DashboardContext, get_context
+from propylon.dashboard.errors import ApiError
+from propylon.dashboard.oauth_clients import ClientDeletion
+from propylon.dashboard.resources.portal_settings import load_portal_settings
+from propylon.dashboard.resources.store import load_state
+from propylon.domain.resources import PolicySpec
+from propylon.portal.registration import (
+    AlreadyRegistered,
+    NewClient,
+    RegistrationRequest,
+    delete_client,
+    own_client,
+    register_client,
+    update_client,
+)
+from propylon.storage.sql.schema import DeveloperRow, DeveloperTokenRow, OAuthClientRow
+from propylon.web.credentials import token_digest, verify_password
+
+Context = Annotated[DashboardContext, Depends(get_context)]
+DEVELOPER_TOKEN_PREFIX = "ppd_"  # noqa: S105 - a public marker, not a secret
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+RecordId = Annotated[str, Path(max_length=64, pattern=TEXT_PATTERN, description="The client record's id.")]
+_THROTTLE_KEY = "developer:"
+"""Prefix of the throttle keys, so a developer's email never shares a counter with an admin name."""
+
+
+def unauthorized() -> ApiError:
+    """The one 401 of every developer authentication failure."""
+    return ApiError(401, "unauthorized", "developer credentials required: a developer API token "
+                    "(Bearer ppd_…), or email and password (Basic) to create one",
+                    headers={"WWW-Authenticate": 'Bearer realm="propylon-portal"'})
+
+
+async def require_developer(request: Request, context: Context) -> Actor:
+    """The active developer behind a ``Bearer ppd_…`` token."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(DEVELOPER_TOKEN_PREFIX) or len(token) > 200:
+        raise unauthorized()
+    async with context.database.transaction() as session:
+        found = (await session.execute(
+            select(DeveloperTokenRow, DeveloperRow)
+            .join(DeveloperRow, DeveloperRow.id == DeveloperTokenRow.developer_id)
+            .where(DeveloperTokenRow.token_digest == token_digest(token))
+        )).first()
+        current = now()
+        if found is None:
+            raise unauthorized()
+        row, developer = found
+        if row.revoked_at is not None or developer.status != "active" or (
+                row.expires_at is not None and row.expires_at <= current):
+            raise unauthorized()
+        row.last_used_at = current
+        return Actor("developer", developer.email, developer.id)
+
+
+DeveloperActor = Annotated[Actor, Depends(require_developer)]
+
+
+class TokenRequest(BaseModel):
+    """Options of a new developer API token."""
+
+    name: str = Field(default="api", min_length=1, max_length=200, pattern=TEXT_PATTERN)
+
+
+class TokenCreated(BaseModel):
+    """A new developer API token: shown once."""
+
+    id: str
+    name: str
+    token: str = Field(description="Send as `Authorization: Bearer <token>`; shown only now.")
+    created_at: datetime
+
+
+class ApiRef(BaseModel):
+    """An API of a catalogue entry."""
+
+    id: str
+    name: str
+    listen_path: str
+
+
+class CatalogueItem(BaseModel):
+    """A published catalogue entry as developers see it."""
+
+    id: str
+    name: str
+    description: str
+    apis: list[ApiRef]
+    limits: list[str] = Field(description="The policy's limits in words.")
+    registration_enabled: bool
+    grant_types: list[str]
+    redirect_uris_required: bool
+
+
+class DeveloperClient(BaseModel):
+    """One of the developer's OAuth clients (never a secret)."""
+
+    id: str
+    client_id: str | None
+    name: str
+    status: str
+    catalogue_entry_ids: list[str]
+    redirect_uris: list[str]
+    grant_types: list[str]
+    problem: str | None = Field(description="Why a failed client failed, in general terms.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ClientCreated(BaseModel):
+    """A registered client with its secret: shown once, never stored."""
+
+    id: str
+    client_id: str
+    client_secret: str | None
+    client_secret_expires_at: int = Field(description="0 for never.")
+    token_endpoint: str | None
+    curl_token: str | None = Field(description="Get an access token (client_credentials).")
+    curl_call: list[str] = Field(description="Call each API through the gateway with that token.")
+
+
+class ClientUpdate(BaseModel):
+    """Changes to a client (omitted fields stay)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    redirect_uris: list[Annotated[str, Field(max_length=2000, pattern=TEXT_PATTERN)]] | None = Field(
+        default=None, max_length=20)
+
+
+def limits_in_words(policy: PolicySpec | None) -> list[str]:
+    """A policy's rate limit, quota and key expiry as sentences."""
+    if policy is None:
+        return []
+    words = []
+    if policy.rate is not None:
+        words.append(f"at most {policy.rate.requests} requests per {policy.rate.per_seconds:g} seconds")
+    if policy.quota is not None:
+        words.append(f"quota of {policy.quota.max} requests per {policy.quota.renewal_seconds} seconds")
+    if policy.key_expires_in_seconds:
+        words.append(f"access expires after {policy.key_expires_in_seconds} seconds")
+    return words or ["no rate limit or quota"]
+
+
+def client_view(row: OAuthClientRow) -> DeveloperClient:
+    """The developer's view of ``row``."""
+    metadata: dict[str, Any] = row.metadata_ or {}
+    problem = None
+    if row.status == "failed":
+        problem = "the registration did not complete; delete this client and register again"
+    elif row.status == "deleting":
+        problem = "the client is revoked; its deletion at the identity provider is not confirmed yet"
+    return DeveloperClient(
+        id=row.id, client_id=row.client_id, name=row.name, status=row.status,
+        catalogue_entry_ids=list(row.catalogue_entry_ids or ()),
+        redirect_uris=[str(uri) for uri in metadata.get("redirect_uris") or ()],
+        grant_types=[str(grant) for grant in metadata.get("grant_types") or ()],
+        problem=problem, created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+async def _created(context: DashboardContext, new: NewClient) -> ClientCreated:
+    token_endpoint = new.plan.identity_provider.token_endpoint
+    curl_token = None
+    if token_endpoint is not None and new.client_secret is not None:
+        data = ["-d", "grant_type=client_credentials"]
+        if new.plan.client.scope:
+            data += ["-d", f"scope={new.plan.client.scope}"]
+        curl_token = shlex.join(["curl", "-u", f"{new.client_id}:{new.client_secret}", *data,
+                                 token_endpoint])
+    async with context.database.sessions() as session:
+        apis = (await load_state(session, with_clients=False)).apis
+    paths = [apis[api_id].listen_path for entry in new.plan.entries for api_id in entry.api_ids
+             if api_id in apis]
+    calls = [f'curl -H "Authorization: Bearer $ACCESS_TOKEN" "$GATEWAY_URL{path}"'
+             for path in dict.fromkeys(paths)]
+    return ClientCreated(id=new.record_id, client_id=new.client_id, client_secret=new.client_secret,
+                         client_secret_expires_at=new.client_secret_expires_at,
+                         token_endpoint=token_endpoint, curl_token=curl_token, curl_call=calls)
+
+
+async def _basic_developer(context: DashboardContext, request: Request) -> DeveloperRow:
+    scheme, _, credentials = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        raise unauthorized()
+    try:
+        email, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise unauthorized() from exc
+    if not sep:
+        raise unauthorized()
+    email = email.strip().lower()  # stored lower-case (dashboard.developers)
+    address = request.client.host if request.client else None
+    throttle = context.login_throttle
+    throttle.check(_THROTTLE_KEY + email, address)
+    developer = None
+    if "\x00" not in email and len(email) <= 320:
+        async with context.database.sessions() as session:
+            developer = await session.scalar(select(DeveloperRow).where(DeveloperRow.email == email))
+    stored = developer.password_hash if developer is not None else None
+    matches = await asyncio.to_thread(verify_password, stored, password)
+    if not matches or developer is None or developer.status != "active":
+        throttle.failed(_THROTTLE_KEY + email, address)
+        raise unauthorized()
+    throttle.succeeded(_THROTTLE_KEY + email)
+    return developer
+
+
+def portal_api_router() -> APIRouter:
+    """The ``/portal/api/v1`` routes."""
+    router = APIRouter(prefix="/portal/api/v1", tags=["developer portal"])
+    auth_errors: dict[int | str, dict[str, Any]] = {401: {"description": "Not authenticated."}}
+    idp_errors: dict[int | str, dict[str, Any]] = {
+        **auth_errors, 404: {}, 409: {}, 422: {}, 502: {"description": "The IdP refused or failed."},
+        503: {}, 504: {"description": "The IdP did not answer in time."}}
+
+    @router.post("/tokens", status_code=201, summary="Create a developer API token (HTTP Basic)",
+                 responses={**auth_errors, 429: {"description": "Too many failed attempts."}})
+    async def create_token(request: Request, context: Context, response: Response,
+                           body: TokenRequest | None = None) -> TokenCreated:
+        developer = await _basic_developer(context, request)
+        token = DEVELOPER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        name = body.name if body is not None else "api"
+        row = DeveloperTokenRow(id=str(uuid.uuid4()), developer_id=developer.id, name=name,
+                                token_digest=token_digest(token), prefix=token[:12],
+                                created_at=now(), last_used_at=None, expires_at=None, revoked_at=None)
+        async with context.database.transaction() as session:
+            session.add(row)
+            await record_change(session, Actor("developer", developer.email, developer.id),
+                                "create", "developer_token", row.id, {"name": name}, versioned=False)
+        response.headers["Cache-Control"] = "no-store"
+        return TokenCreated(id=row.id, name=name, token=token, created_at=row.created_at)
+
+    @router.get("/catalogue", summary="List the published catalogue", responses=auth_errors)
+    async def catalogue(_developer: DeveloperActor, context: Context) -> list[CatalogueItem]:
+        settings = await load_portal_settings(context)
+        async with context.database.sessions() as session:
+            state = await load_state(session, with_clients=False)
+        items = []
+        for entry in state.catalogue.values():
+            if not entry.published:
+                continue
+            apis = [ApiRef(id=api_id, name=state.apis[api_id].name or api_id,
+                           listen_path=state.apis[api_id].listen_path)
+                    for api_id in entry.api_ids if api_id in state.apis]
+            items.append(CatalogueItem(
+                id=entry.id, name=entry.name, description=entry.description, apis=apis,
+                limits=limits_in_words(state.policies.get(entry.policy_id)),
+                registration_enabled=settings.dcr_enabled if entry.dcr_enabled is None
+                else entry.dcr_enabled,
+                grant_types=list(entry.grant_types or settings.grant_types),
+                redirect_uris_required=entry.redirect_uris_required,
+            ))
+        return items
+
+    @router.post("/clients", status_code=201, summary="Register an OAuth client (DCR)",
+                 responses={**idp_errors, 409: {"description": "This Idempotency-Key was used."}})
+    async def create_client(
+        body: RegistrationRequest, developer: DeveloperActor, context: Context, response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200, pattern=TEXT_PATTERN)] = None,
+    ) -> ClientCreated:
+        key = idempotency_key or str(uuid.uuid4())
+        try:
+            new = await register_client(context, developer, body, key)
+        except AlreadyRegistered as exc:
+            row = await own_client(context, developer.id, exc.record_id)
+            return JSONResponse(status_code=409, content={  # type: ignore[return-value]
+                "error": "already_registered",
+                "message": "this Idempotency-Key already registered a client; its secret was shown "
+                "only then", "client": client_view(row).model_dump(mode="json")})
+        response.headers["Cache-Control"] = "no-store"
+        return await _created(context, new)
+
+    @router.get("/clients", summary="List my OAuth clients", responses=auth_errors)
+    async def list_clients(developer: DeveloperActor, context: Context) -> list[DeveloperClient]:
+        async with context.database.sessions() as session:
+            rows = (await session.scalars(
+                select(OAuthClientRow).where(OAuthClientRow.developer_id == developer.id)
+                .order_by(OAuthClientRow.created_at, OAuthClientRow.id))).all()
+        return [client_view(row) for row in rows]
+
+    @router.get("/clients/{record_id}", summary="Inspect one of my OAuth clients",
+                responses={**auth_errors, 404: {}})
+    async def get_client(record_id: RecordId, developer: DeveloperActor,
+                         context: Context) -> DeveloperClient:
+        return client_view(await own_client(context, developer.id, record_id))
+
+    @router.patch("/clients/{record_id}", summary="Rename a client or change its redirect URIs",
+                  responses=idp_errors)
+    async def patch_client(record_id: RecordId, body: ClientUpdate,
+                           developer: DeveloperActor, context: Context) -> DeveloperClient:
+        row = await update_client(context, developer, record_id, name=body.name,
+                                  redirect_uris=body.redirect_uris)
+        return client_view(row)
+
+    @router.delete("/clients/{record_id}", summary="Delete a client (revoked at once)",
+                   responses={**auth_errors, 404: {}, 409: {},
+                              202: {"model": ClientDeletion, "description": "Revoked; the IdP has "
+                                    "not confirmed the deletion yet."}})
+    async def remove_client(record_id: RecordId,
+                            developer: DeveloperActor, context: Context,
+                            response: Response) -> ClientDeletion:
+        result = await delete_client(context, developer, record_id)
+        response.status_code = 202 if result.status == "deleting" else 200
+        return result
+
+    return router
