@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.test_process import _free_port
-from tests.support.processes import admin_token, start_dashboard, stop
+from tests.support.processes import admin_token, free_port, start_dashboard, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -21,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def test_generated_requests_never_break_the_admin_api(database_url: str, tmp_path: Path) -> None:
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert schemathesis, "schemathesis is a test dependency (pyproject.toml)"
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dashboard.log"
     proc = start_dashboard(port, str(tmp_path / "data"), log, PROPYLON_DATABASE_URL=database_url)
     try:

@@ -18,13 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import free_port, wait_http
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(upstream_port: int, listen_path: str = "/echo/") -> dict[str, Any]:
@@ -34,23 +30,10 @@ def _config(upstream_port: int, listen_path: str = "/echo/") -> dict[str, Any]:
     }]}
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            httpx.get(url, timeout=0.5, trust_env=False)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("gateway did not start")
-
-
 @pytest.fixture
 def echo_server() -> Iterator[int]:
     """The demo echo upstream in its own process (the gateway under test is a subprocess too)."""
-    port = _free_port()
+    port = free_port()
     code = (
         "import asyncio, sys\n"
         "from propylon.demo.upstream import start_echo_upstream\n"
@@ -118,11 +101,11 @@ def running_gateway(
     """Write ``config``, start the gateway on a free port, and SIGTERM it when the block ends."""
     config_file = tmp_path / "gateway.json"
     config_file.write_text(json.dumps(config))
-    port = _free_port()
+    port = free_port()
     gw = Running(_start(config_file, tmp_path / "data", port, *extra), f"http://127.0.0.1:{port}",
                  config_file, tmp_path / "data")
     try:
-        _wait_ready(gw.base, gw.proc, ready_timeout)
+        wait_http(gw.base, gw.proc, ready_timeout)
         yield gw
     finally:
         gw.code, gw.err = _stop(gw.proc)

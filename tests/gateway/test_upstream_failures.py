@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from tests.gateway.conftest import StartGateway, keyless_api, raw_exchange
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port
 
 
 class ScriptedUpstream:
@@ -74,7 +68,7 @@ async def _start(started: list[ScriptedUpstream], upstream: ScriptedUpstream) ->
 
 
 async def test_connection_refused_is_502(start_gateway: StartGateway, client: httpx.AsyncClient) -> None:
-    gw = await start_gateway({"apis": [keyless_api(_free_port())]})
+    gw = await start_gateway({"apis": [keyless_api(free_port())]})
     response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
     assert response.status_code == 502
     assert response.json()["error"] == "bad_gateway"

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.test_process import _free_port, _stop, _wait_for_status, echo_server  # noqa: F401
-from tests.support.processes import NODE_SECRET, admin_token, spawn, start_dashboard, wait_http
+from tests.gateway.test_process import _stop, _wait_for_status, echo_server  # noqa: F401
+from tests.support.processes import NODE_SECRET, admin_token, free_port, spawn, start_dashboard, wait_http
 from tests.tyk.test_translate import SAMPLES
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_admin_changes_reach_a_running_gateway_within_two_seconds(
     tmp_path: Path, echo_server: int, stack: dict[str, subprocess.Popen[bytes]],  # noqa: F811
     clients: list[httpx.Client],
 ) -> None:
-    dash_port, gw_port = _free_port(), _free_port()
+    dash_port, gw_port = free_port(), free_port()
     dash, gw = f"http://127.0.0.1:{dash_port}", f"http://127.0.0.1:{gw_port}"
     stack["dashboard"] = start_dashboard(dash_port, str(tmp_path / "dashboard"))
     token = admin_token(dash)
