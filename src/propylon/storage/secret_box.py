@@ -3,7 +3,8 @@
 Secrets are encrypted with Fernet (AES-128-CBC + HMAC-SHA256, authenticated) under a key that is
 never stored in the database: it comes from ``PROPYLON_SECRET_KEY`` or from a key file in the data
 directory (created with mode 0600 on first start). Several comma-separated keys may be given: the
-first encrypts, all decrypt, which is how a key is rotated (``SecretBox.rotate`` re-encrypts).
+first encrypts, all decrypt, which is how a key is rotated: secrets written from then on use the
+new key, older ones stay readable while the old key is listed.
 A dump of the database alone therefore reveals no secret.
 """
 
@@ -60,13 +61,6 @@ class SecretBox:
         try:
             return self._fernet.decrypt(ciphertext.encode("ascii")).decode()
         except (InvalidToken, UnicodeError) as exc:
-            raise SecretKeyError("a stored secret cannot be decrypted with the configured key(s)") from exc
-
-    def rotate(self, ciphertext: str) -> str:
-        """Re-encrypt ``ciphertext`` under the newest key."""
-        try:
-            return self._fernet.rotate(ciphertext.encode("ascii")).decode("ascii")
-        except InvalidToken as exc:
             raise SecretKeyError("a stored secret cannot be decrypted with the configured key(s)") from exc
 
 

@@ -8,7 +8,6 @@ enough because a token has full entropy (unlike a password, it needs no slow has
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 from argon2 import PasswordHasher
@@ -60,8 +59,3 @@ def new_token() -> str:
 def token_digest(token: str) -> str:
     """The stored form of a token (hex SHA-256)."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def same_secret(a: str, b: str) -> bool:
-    """Constant-time string comparison."""
-    return hmac.compare_digest(a.encode(), b.encode())
