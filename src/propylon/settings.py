@@ -9,13 +9,15 @@ Each field's docstring is its documentation; ``docs/configuration.md`` lists the
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,37 @@ class DashboardSettings(BaseSettings):
 
     admin_login_window: float = Field(default=300.0, gt=0, le=86_400)
     """Seconds over which failed admin password logins are counted (a sliding window)."""
+
+    outbound_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    """Networks (CIDR, comma-separated: ``10.20.0.0/16,fd00::/8``) that requests to identity
+    providers may reach although they are not public. By default only public addresses are
+    reached: the SSRF guard refuses loopback, private, link-local, CGNAT, multicast and reserved
+    addresses of discovery, JWKS, registration and client management URLs. Allow the network of an
+    IdP that runs on a private network (``127.0.0.0/8`` for one on this host, as in development)."""
+
+    reconcile_interval: float = Field(default=300.0, ge=0, le=86_400)
+    """Seconds between two runs of the background reconciler, which finishes client registrations
+    and deletions that stopped half-way (deleting them at the IdP); 0 turns it off."""
+
+    reconcile_after: float = Field(default=600.0, ge=0, le=30 * 86_400)
+    """Seconds a pending or failed client registration is left alone before the reconciler cleans
+    it up (a registration in progress must not be taken for an abandoned one)."""
+
+    @field_validator("outbound_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            normalised = []
+            for item in value:
+                try:
+                    normalised.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+                except ValueError as exc:
+                    raise ValueError(f"outbound_allowed_networks: {item!r} is not an IP network "
+                                     "in CIDR notation (e.g. 10.0.0.0/8)") from exc
+            return tuple(normalised)
+        return value
 
     @property
     def effective_database_url(self) -> str:

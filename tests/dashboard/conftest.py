@@ -45,7 +45,9 @@ class Dashboard:
 @pytest.fixture
 async def dashboard(database: Database, database_url: str, tmp_path: Path) -> Dashboard:
     """A dashboard app on a fresh database with one admin (``admin``) and one API token."""
-    settings = DashboardSettings(data_dir=tmp_path, database_url=database_url)
+    # The test IdPs listen on loopback, which the SSRF guard refuses unless allowed.
+    settings = DashboardSettings(data_dir=tmp_path, database_url=database_url,
+                                 outbound_allowed_networks=("127.0.0.0/8",))
     await ensure_config_state(database)
     context = DashboardContext(
         settings=settings,

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from propylon.dashboard import discovery
+from propylon.idp.ssrf import OutboundGuard
 from propylon.storage.sql.database import Database
-from propylon.storage.sql.schema import IdentityProviderRow
+from propylon.storage.sql.schema import IdentityProviderRow, OAuthClientRow
 from tests.dashboard.conftest import Dashboard
 from tests.dashboard.documents import api_doc, audit, created, idp_doc, insert_client, locations, version
 from tests.support.idp import TestIdp
@@ -289,3 +290,54 @@ async def test_admin_credentials_are_required(anonymous: httpx.AsyncClient) -> N
             json_body = idp_doc() if method in ("POST", "PUT") else None
             response = await anonymous.request(method, path, json=json_body, headers=headers)
             assert response.status_code == 401, (method, path)
+
+
+async def test_the_ssrf_guard_refuses_loopback_unless_allowed(
+    admin: httpx.AsyncClient, dashboard: Dashboard, idp: TestIdp
+) -> None:
+    """The fixtures allow 127.0.0.0/8; without that allow-list, every outbound call to this
+    loopback IdP is refused with the address class named, before anything is sent."""
+    await created(admin, BASE, idp_doc(issuer=idp.issuer, initial_access_token="iat-good",
+                                       registration_endpoint=idp.registration_endpoint,
+                                       jwks_uri=idp.jwks_uri))
+    dashboard.context.outbound = OutboundGuard()  # the production default: public addresses only
+    refused = await admin.post(f"{BASE}/main/discover")
+    assert refused.status_code == 422, refused.text
+    body = refused.json()
+    assert body["error"] == "address_refused"
+    assert "127.0.0.1 is a loopback address" in body["message"]
+    assert "PROPYLON_OUTBOUND_ALLOWED_NETWORKS" in body["message"]
+    report = (await admin.post(f"{BASE}/main/test", json={"dry_run_registration": True})).json()
+    assert report["ok"] is False
+    messages = {check["name"]: check["message"] for check in report["checks"]}
+    for name in ("discovery", "jwks", "dry_run_registration"):
+        assert "loopback address" in messages[name], messages
+    assert idp.discovery_hits == 0
+    assert idp.registration_requests == []
+
+    # An allowed network passes: the same calls reach the IdP.
+    dashboard.context.outbound = OutboundGuard(["127.0.0.0/8"])
+    assert (await admin.post(f"{BASE}/main/discover")).status_code == 200
+    assert (await admin.post(f"{BASE}/main/test", json={"dry_run_registration": True})).json()["ok"]
+    # Another private network allowed is not this one.
+    dashboard.context.outbound = OutboundGuard(["10.0.0.0/8"])
+    assert (await admin.post(f"{BASE}/main/discover")).json()["error"] == "address_refused"
+
+
+async def test_a_management_uri_at_a_refused_address_is_refused(
+    admin: httpx.AsyncClient, dashboard: Dashboard, database: Database
+) -> None:
+    await created(admin, BASE, idp_doc())
+    await insert_client(database)
+    async with database.transaction() as session:
+        row = await session.get(OAuthClientRow, "rec-1")
+        assert row is not None
+        row.registration_client_uri = "http://169.254.169.254/latest/meta-data/"
+        row.registration_access_token_enc = dashboard.context.secrets.encrypt("rat")
+    read = await admin.get("/api/v1/oauth-clients/rec-1/registration")
+    assert read.status_code == 422, read.text
+    assert read.json()["error"] == "address_refused"
+    assert "169.254.169.254 is a link-local address" in read.json()["message"]
+    deleted = await admin.delete("/api/v1/oauth-clients/rec-1")
+    assert deleted.status_code == 202, deleted.text
+    assert deleted.json()["idp_error"] == "address_refused"

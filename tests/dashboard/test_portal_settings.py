@@ -19,7 +19,8 @@ async def test_defaults_until_saved(admin: httpx.AsyncClient) -> None:
     assert response.json() == {
         "portal_name": "Developer portal", "dcr_enabled": True, "grant_types": ["client_credentials"],
         "token_endpoint_auth_method": "client_secret_basic", "response_types": [], "scope": None,
-        "require_developer_approval": False, "oauth_redirect_uri_separator": ",", "updated_at": None,
+        "require_developer_approval": False, "oauth_redirect_uri_separator": ",", "gateway_url": None,
+        "updated_at": None,
     }
 
 

@@ -324,3 +324,30 @@ def test_propylon_migrate_prints_the_revision(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"at schema revision 0001\b", result.stdout)
     assert (tmp_path / "propylon.db").exists()
+
+
+@pytest.mark.slow
+def test_a_long_polling_gateway_does_not_hold_up_the_stop(tmp_path: Path, processes: list[Process]) -> None:
+    process, url = _start(processes, tmp_path / "data")
+    secret = (tmp_path / "data" / "node.secret").read_text().strip()  # generated in development
+    headers = {"Authorization": f"Bearer {secret}"}
+    current = httpx.get(f"{url}/system/config", headers=headers, timeout=10)
+    assert current.status_code == 200
+    version = current.headers["etag"].strip('"')
+    answers: list[int] = []
+
+    def long_poll() -> None:
+        response = httpx.get(f"{url}/system/config", params={"after": version, "wait": 25},
+                             headers=headers, timeout=40)
+        answers.append(response.status_code)
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(1.0)  # the poll is waiting in the dashboard now
+    assert poller.is_alive()
+    started = time.monotonic()
+    assert process.stop() == 0
+    poller.join(10)
+    # Without releasing the waiters the stop takes the whole graceful period (10 s).
+    assert time.monotonic() - started < 5, time.monotonic() - started
+    assert answers == [304]

@@ -7,10 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from propylon.idp.ssrf import OutboundGuard
 from tests.gateway.conftest import client, echo_port, start_gateway
 from tests.support.oidc_provider import OidcProvider, start_oidc_provider
 
-__all__ = ["client", "echo_port", "rotating_idp", "stable_idp", "start_gateway"]
+__all__ = ["LOOPBACK", "client", "echo_port", "rotating_idp", "stable_idp", "start_gateway"]
+
+LOOPBACK = OutboundGuard(["127.0.0.0/8"])
+"""The SSRF guard allowing this host: every test IdP listens on loopback."""
 
 
 @pytest.fixture(scope="module")

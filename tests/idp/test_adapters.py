@@ -7,7 +7,7 @@ import json
 import pytest
 
 from propylon.idp.adapters import KINDS, adapter_for
-from propylon.idp.protocol import ClientRequest, RegistrationError
+from propylon.idp.protocol import ClientRequest, RegistrationError, response_types_for
 
 CC_ONLY = ClientRequest(client_name="orders-app")
 WEB = ClientRequest(client_name="web-app", grant_types=("authorization_code", "client_credentials"),
@@ -153,3 +153,21 @@ def test_redirect_uri_refusals_in_either_form() -> None:
                              ).redirect_uri_refused
     assert not RegistrationError("invalid_client_metadata", "client_name taken", status=400
                                  ).redirect_uri_refused
+
+
+def test_configured_response_types_are_sent_when_the_grant_types_allow_them() -> None:
+    both = ("authorization_code", "client_credentials")
+    assert response_types_for(both, ("code", "none")) == ["code", "none"]
+    # A hybrid response type needs the implicit grant too (OpenID Connect Registration §2).
+    assert response_types_for(both, ("code id_token",)) == ["code"]
+    assert response_types_for(("authorization_code", "implicit"), ("code id_token",)) == ["code id_token"]
+    # What the chosen grant types cannot use is left out; with nothing left, their own need.
+    assert response_types_for(("client_credentials",), ("code",)) == []
+    assert response_types_for(both, ("token",)) == ["code"]
+    assert response_types_for(both, ()) == ["code"]
+    assert response_types_for(("client_credentials",), ("none",)) == []
+    hybrid = ClientRequest(client_name="w", grant_types=("authorization_code", "implicit"),
+                           configured_response_types=("code id_token",))
+    assert adapter_for("generic").registration_metadata(hybrid)["response_types"] == ["code id_token"]
+    okta_cc = ClientRequest(client_name="s", configured_response_types=("code",))
+    assert "response_types" not in adapter_for("okta").registration_metadata(okta_cc)

@@ -18,6 +18,7 @@ from propylon.idp.client_management import (
     public_metadata,
     read_client,
 )
+from tests.idp.conftest import LOOPBACK
 from tests.support.registration_server import RegistrationServer
 
 
@@ -29,7 +30,7 @@ def idp() -> Iterator[RegistrationServer]:
 
 async def test_read_sends_the_bearer_token_and_returns_the_metadata(idp: RegistrationServer) -> None:
     client = idp.add_client({"client_name": "shop", "redirect_uris": ["https://shop.example/cb"]})
-    config = await read_client(client.registration_client_uri, client.access_token)
+    config = await read_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
     assert config.metadata["client_id"] == client.client_id
     assert config.metadata["client_name"] == "shop"
     assert config.rotated_registration_access_token is None
@@ -42,7 +43,7 @@ async def test_read_sends_the_bearer_token_and_returns_the_metadata(idp: Registr
 async def test_read_reports_a_rotated_token(idp: RegistrationServer) -> None:
     client = idp.add_client()
     idp.rotate_on_read = True
-    config = await read_client(client.registration_client_uri, client.access_token)
+    config = await read_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
     assert config.rotated_registration_access_token == idp.token_of(client.client_id)
     assert config.rotated_registration_access_token != client.access_token
     assert "registration_access_token" not in public_metadata(config.metadata)
@@ -51,7 +52,7 @@ async def test_read_reports_a_rotated_token(idp: RegistrationServer) -> None:
 async def test_wrong_token_is_the_idps_error(idp: RegistrationServer) -> None:
     client = idp.add_client()
     with pytest.raises(RegistrationError) as caught:
-        await read_client(client.registration_client_uri, "not-the-token")
+        await read_client(client.registration_client_uri, "not-the-token", guard=LOOPBACK)
     assert (caught.value.error, caught.value.status) == ("invalid_token", 401)
     assert caught.value.description == "bad registration access token"
     assert not caught.value.retriable
@@ -61,13 +62,13 @@ async def test_wrong_token_is_the_idps_error(idp: RegistrationServer) -> None:
 
 async def test_delete_removes_the_client_and_a_second_delete_finds_it_gone(idp: RegistrationServer) -> None:
     client = idp.add_client()
-    outcome = await delete_client(client.registration_client_uri, client.access_token)
+    outcome = await delete_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
     assert outcome is DeleteOutcome.DELETED
     assert not idp.has_client(client.client_id)
     assert idp.requests[-1] == type(idp.requests[-1])(
         "DELETE", f"/register/{client.client_id}", f"Bearer {client.access_token}"
     )
-    again = await delete_client(client.registration_client_uri, client.access_token)
+    again = await delete_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
     assert again is DeleteOutcome.ALREADY_GONE
 
 
@@ -76,7 +77,7 @@ async def test_401_for_an_unknown_client_is_not_taken_as_deleted(idp: Registrati
     idp.forget(client.client_id)
     idp.unknown_status = 401
     with pytest.raises(RegistrationError) as caught:
-        await delete_client(client.registration_client_uri, client.access_token)
+        await delete_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
     assert caught.value.status == 401
 
 
@@ -84,7 +85,7 @@ async def test_server_error_is_retriable(idp: RegistrationServer) -> None:
     client = idp.add_client()
     idp.fail_with = 500
     with pytest.raises(RegistrationError) as caught:
-        await delete_client(client.registration_client_uri, client.access_token)
+        await delete_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
     assert (caught.value.error, caught.value.status, caught.value.retriable) == ("server_error", 500, True)
     assert idp.has_client(client.client_id)
 
@@ -93,12 +94,13 @@ async def test_idp_down_is_unreachable(idp: RegistrationServer) -> None:
     client = idp.add_client()
     idp.stop()
     with pytest.raises(RegistrationError) as caught:
-        await delete_client(client.registration_client_uri, client.access_token)
+        await delete_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
     assert caught.value.error == "unreachable"
     assert caught.value.status is None
     assert caught.value.retriable
     idp.start()  # back on the same port, with its clients
-    assert await delete_client(client.registration_client_uri, client.access_token) is DeleteOutcome.DELETED
+    outcome = await delete_client(client.registration_client_uri, client.access_token, guard=LOOPBACK)
+    assert outcome is DeleteOutcome.DELETED
 
 
 async def test_slow_idp_times_out_within_the_deadline(idp: RegistrationServer) -> None:
@@ -106,7 +108,7 @@ async def test_slow_idp_times_out_within_the_deadline(idp: RegistrationServer) -
     idp.delay = 2.0
     started = time.monotonic()
     with pytest.raises(RegistrationError) as caught:
-        await read_client(client.registration_client_uri, client.access_token, time_limit=0.2)
+        await read_client(client.registration_client_uri, client.access_token, time_limit=0.2, guard=LOOPBACK)
     assert caught.value.error == "timeout"
     assert time.monotonic() - started < 1.5
 
@@ -115,7 +117,7 @@ async def test_slow_idp_times_out_within_the_deadline(idp: RegistrationServer) -
                                  "http://user:pw@127.0.0.1/register/x", "http://[::1/x"])
 async def test_bad_uris_are_refused_before_any_request(uri: str) -> None:
     with pytest.raises(RegistrationError) as caught:
-        await read_client(uri, "token")
+        await read_client(uri, "token", guard=LOOPBACK)
     assert caught.value.error == "invalid_uri"
 
 
@@ -164,7 +166,7 @@ def odd_server() -> Iterator[str]:
 ])
 async def test_untrustworthy_answers_are_errors(odd_server: str, path: str, error: str) -> None:
     with pytest.raises(RegistrationError) as caught:
-        await read_client(f"{odd_server}{path}", "token")
+        await read_client(f"{odd_server}{path}", "token", guard=LOOPBACK)
     assert caught.value.error == error
     # The redirect was not followed: exactly one request carried the token.
     assert _Odd.seen_authorization == ["Bearer token"]

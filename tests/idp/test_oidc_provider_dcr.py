@@ -27,20 +27,21 @@ from propylon.idp.discovery import OutboundError, ProviderMetadata, discover
 from propylon.idp.protocol import RegistrationError
 from propylon.idp.registration import ClientRequest, DcrClient, RegisteredClient, StoredClient
 from tests.gateway.conftest import StartGateway
+from tests.idp.conftest import LOOPBACK
 from tests.support.oidc_provider import OidcProvider, start_oidc_provider
 
 pytestmark = pytest.mark.services
 
 
 async def metadata_of(idp: OidcProvider) -> ProviderMetadata:
-    return await discover(idp.discovery_url, idp.issuer)
+    return await discover(idp.discovery_url, idp.issuer, guard=LOOPBACK)
 
 
 async def dcr_with(idp: OidcProvider, token: str | None, **options: Any) -> DcrClient:
     """The engine for ``idp`` (generic adapter) presenting ``token`` as the initial access token."""
     found = await metadata_of(idp)
     assert found.registration_endpoint is not None
-    return DcrClient("generic", found.registration_endpoint, token, **options)
+    return DcrClient("generic", found.registration_endpoint, token, **{"guard": LOOPBACK, **options})
 
 
 async def dcr_for(idp: OidcProvider, **options: Any) -> DcrClient:
@@ -96,7 +97,7 @@ async def test_discovery_gives_what_the_engine_needs(rotating_idp: OidcProvider)
     assert found.unsupported(("urn:example:grant",), "tls_client_auth") == [
         "grant type 'urn:example:grant'", "token endpoint auth method 'tls_client_auth'"]
     with pytest.raises(OutboundError) as caught:
-        await discover(rotating_idp.discovery_url, rotating_idp.issuer + "/")
+        await discover(rotating_idp.discovery_url, rotating_idp.issuer + "/", guard=LOOPBACK)
     assert caught.value.code == "issuer_mismatch"
 
 
@@ -244,9 +245,9 @@ async def test_web_client_with_redirect_uris_registers(stable_idp: OidcProvider)
 async def test_dashboard_dry_run_against_the_real_idp(stable_idp: OidcProvider) -> None:
     endpoint = (await metadata_of(stable_idp)).registration_endpoint
     assert endpoint is not None
-    passed = await dry_run_registration(endpoint, stable_idp.initial_access_token, "generic")
+    passed = await dry_run_registration(endpoint, stable_idp.initial_access_token, "generic", LOOPBACK)
     assert passed.passed, passed.message
-    refused = await dry_run_registration(endpoint, "wrong", "generic")
+    refused = await dry_run_registration(endpoint, "wrong", "generic", LOOPBACK)
     assert (refused.passed, refused.message) == (False, "registration refused: HTTP 401 (invalid_token)")
 
 

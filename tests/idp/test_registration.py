@@ -15,6 +15,7 @@ import pytest
 from propylon.idp.client_management import DeleteOutcome
 from propylon.idp.protocol import ClientRequest, RegistrationError
 from propylon.idp.registration import DcrClient, StoredClient
+from tests.idp.conftest import LOOPBACK
 
 
 @dataclass
@@ -66,7 +67,7 @@ CC = ClientRequest(client_name="orders-app")
 async def test_a_500_is_a_retriable_error(idp: Scripted, kind: str) -> None:
     idp.answers = [(500, b"<html>Internal Server Error</html>")]
     with pytest.raises(RegistrationError) as caught:
-        await DcrClient(kind, f"{idp.base}/reg", "iat-value").register(CC)
+        await DcrClient(kind, f"{idp.base}/reg", "iat-value", guard=LOOPBACK).register(CC)
     assert (caught.value.error, caught.value.status, caught.value.retriable) == ("idp_error", 500, True)
     assert "iat-value" not in str(caught.value)
 
@@ -76,7 +77,7 @@ async def test_gluu_style_200_with_a_sparse_body_and_a_query_client_uri(idp: Scr
                           registration_access_token="rat-1",
                           registration_client_uri=f"{idp.base}/register?client_id=inum-1"),
                    (204, b"")]
-    dcr = DcrClient("gluu", f"{idp.base}/register", None)
+    dcr = DcrClient("gluu", f"{idp.base}/register", None, guard=LOOPBACK)
     registered = await dcr.register(CC)
     assert registered.client_secret_expires_at == 1900000000  # Gluu clients expire
     assert registered.stored == StoredClient("inum-1", f"{idp.base}/register?client_id=inum-1", "rat-1")
@@ -99,7 +100,7 @@ async def test_answers_without_client_id_or_secret_are_refused(
 ) -> None:
     idp.answers = [answer(201, **document)]
     with pytest.raises(RegistrationError, match=reason) as caught:
-        await DcrClient("generic", f"{idp.base}/reg", "iat").register(CC)
+        await DcrClient("generic", f"{idp.base}/reg", "iat", guard=LOOPBACK).register(CC)
     assert caught.value.error == "invalid_response"
 
 
@@ -114,7 +115,7 @@ async def test_okta_over_the_wire(idp: Scripted) -> None:
                grant_types=["client_credentials"]),
         answer(401, error="invalid_client", error_description="Invalid value for 'client_id' parameter."),
     ]
-    dcr = DcrClient("okta", clients, "api-token")
+    dcr = DcrClient("okta", clients, "api-token", guard=LOOPBACK)
     registered = await dcr.register(CC)
     assert registered.stored == StoredClient("0oa1", f"{clients}/0oa1", None)
 
@@ -144,7 +145,7 @@ async def test_curity_rotation_on_read_is_stored_before_the_update(idp: Scripted
     async def store(token: str) -> None:
         saved.append(token)
 
-    dcr = DcrClient("curity", f"{idp.base}/reg", "dcr-token")
+    dcr = DcrClient("curity", f"{idp.base}/reg", "dcr-token", guard=LOOPBACK)
     updated = await dcr.update(StoredClient("c1", uri, "rat-1"), {"client_name": "b"}, store_token=store)
     assert saved == ["rat-2", "rat-3"]
     assert [h["authorization"] for _, _, h, _ in idp.seen] == ["Bearer rat-1", "Bearer rat-2"]
@@ -154,7 +155,7 @@ async def test_curity_rotation_on_read_is_stored_before_the_update(idp: Scripted
 
 
 async def test_a_client_without_a_configuration_endpoint_cannot_be_managed() -> None:
-    dcr = DcrClient("generic", "http://127.0.0.1:9/reg", "iat")
+    dcr = DcrClient("generic", "http://127.0.0.1:9/reg", "iat", guard=LOOPBACK)
     with pytest.raises(RegistrationError) as caught:
         await dcr.delete(StoredClient("c1", None, None))
     assert caught.value.error == "not_manageable"

@@ -4,13 +4,19 @@ clients."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from tests.dashboard.conftest import Dashboard
 from tests.portal.conftest import EMAIL, PASSWORD, add, add_developer, basic, developer_token
 from tests.support.client_records import add_client
 
+from propylon.dashboard.changes import Actor
+from propylon.portal.api import credentials_for
+from propylon.portal.developer_tokens import DEFAULT_TOKEN_DAYS, create_developer_token
+from propylon.portal.registration import NewClient, RegistrationRequest, plan_registration
 from propylon.storage.sql.schema import DeveloperTokenRow, OAuthClientRow
 from propylon.web.credentials import token_digest
 
@@ -109,9 +115,9 @@ async def test_catalogue_lists_published_entries_in_words(developer: httpx.Async
     orders = entries["orders-entry"]
     assert orders["description"] == "All orders"
     assert orders["apis"] == [{"id": "orders", "name": "Orders", "listen_path": "/orders/"}]
-    assert orders["limits"] == ["at most 10 requests per 1 seconds",
-                                "quota of 1000 requests per 3600 seconds",
-                                "access expires after 86400 seconds"]
+    assert orders["limits"] == ["at most 10 requests per second",
+                                "quota of 1000 requests per hour",
+                                "access expires after a day"]
     assert (orders["registration_enabled"], orders["grant_types"]) == (True, ["client_credentials"])
     assert entries["no-dcr"]["registration_enabled"] is False
     assert entries["web-entry"]["redirect_uris_required"] is True
@@ -163,3 +169,94 @@ async def test_developers_see_only_their_own_clients(
 async def test_a_portal_page_does_not_exist_for_admins(admin: httpx.AsyncClient) -> None:
     """Admin credentials are not developer credentials."""
     assert (await admin.get(CLIENTS)).status_code == 401
+
+
+async def test_developer_tokens_are_listed_revoked_and_expire(
+    dashboard: Dashboard, admin: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    await add_developer(admin)
+    other_id = await add_developer(admin, "other@example.com")
+    created = await anonymous.post(TOKENS, headers=basic(EMAIL, PASSWORD),
+                                   json={"name": "ci", "expires_in_days": 7})
+    assert created.status_code == 201, created.text
+    assert created.headers["cache-control"] == "no-store"
+    first = created.json()
+    lifetime = datetime.fromisoformat(first["expires_at"]) - datetime.fromisoformat(first["created_at"])
+    assert lifetime == timedelta(days=7)
+    second = await developer_token(anonymous)  # the default lifetime
+    auth = {"Authorization": f"Bearer {first['token']}"}
+
+    listed = await anonymous.get(TOKENS, headers=auth)
+    assert listed.status_code == 200, listed.text
+    tokens = listed.json()
+    assert {t["name"] for t in tokens} == {"ci", "api"}
+    assert set(tokens[0]) == {"id", "name", "prefix", "created_at", "last_used_at", "expires_at",
+                              "revoked_at"}
+    assert first["token"] not in listed.text
+    assert second not in listed.text
+    default = next(t for t in tokens if t["name"] == "api")
+    assert datetime.fromisoformat(default["expires_at"]) - datetime.fromisoformat(
+        default["created_at"]) == timedelta(days=DEFAULT_TOKEN_DAYS)
+    assert next(t for t in tokens if t["name"] == "ci")["last_used_at"] is not None
+
+    # Lifetimes outside 1..365 days are refused; nothing is created.
+    for days in (0, 366, "never"):
+        bad = await anonymous.post(TOKENS, headers=basic(EMAIL, PASSWORD), json={"expires_in_days": days})
+        assert bad.status_code == 422, bad.text
+    assert len((await anonymous.get(TOKENS, headers=auth)).json()) == 2
+
+    # Another developer's token is not found; one's own is revoked at once (twice is harmless).
+    _, theirs = await create_developer_token(dashboard.context, Actor("developer", "other", other_id), "x")
+    async with dashboard.context.database.sessions() as session:
+        their_id = await session.scalar(select(DeveloperTokenRow.id).where(
+            DeveloperTokenRow.developer_id == other_id))
+    assert (await anonymous.delete(f"{TOKENS}/{their_id}", headers=auth)).status_code == 404
+    assert (await anonymous.get(CLIENTS, headers={"Authorization": f"Bearer {theirs}"})).status_code == 200
+    second_auth = {"Authorization": f"Bearer {second}"}
+    for _ in range(2):
+        revoked = await anonymous.delete(f"{TOKENS}/{default['id']}", headers=auth)
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["revoked_at"] is not None
+    assert (await anonymous.get(CLIENTS, headers=second_auth)).status_code == 401
+    assert (await anonymous.get(CLIENTS, headers=auth)).status_code == 200
+
+    # An expired token is refused like any bad one.
+    async with dashboard.context.database.transaction() as session:
+        await session.execute(update(DeveloperTokenRow).where(DeveloperTokenRow.id == first["id"])
+                              .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    assert (await anonymous.get(TOKENS, headers=auth)).status_code == 401
+    with pytest.raises(ValueError, match="1 to 365 days"):
+        await create_developer_token(dashboard.context, Actor("developer", "o", other_id), "x",
+                                     expires_in_days=0)
+
+
+async def test_the_gateway_url_setting_is_a_clean_base_url(admin: httpx.AsyncClient) -> None:
+    saved = await admin.put("/api/v1/portal-settings", json={"gateway_url": "https://api.example.com/gw/"})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["gateway_url"] == "https://api.example.com/gw"
+    for bad in ("api.example.com", "ftp://api.example.com", "https://u:p@api.example.com",
+                "https://api.example.com/?x=1", "https://api.example.com/#top",
+                'https://api.example.com/"$(id)"'):
+        refused = await admin.put("/api/v1/portal-settings", json={"gateway_url": bad})
+        assert refused.status_code == 422, bad
+        assert "gateway_url" in refused.text
+    assert (await admin.get("/api/v1/portal-settings")).json()["gateway_url"] == "https://api.example.com/gw"
+
+
+@pytest.mark.usefixtures("catalogue")
+async def test_credentials_name_the_gateway_when_its_url_is_set(
+    dashboard: Dashboard, admin: httpx.AsyncClient
+) -> None:
+    context = dashboard.context
+    request = RegistrationRequest(catalogue_entry_ids=["orders-entry"], name="app")
+    plan = await plan_registration(context, request)
+    new = NewClient("record", "the-client", "s3cret", 0, plan)
+    placeholder = await credentials_for(context, new)
+    assert placeholder.curl_call == ['curl -H "Authorization: Bearer $ACCESS_TOKEN" "$GATEWAY_URL/orders/"']
+    assert placeholder.replaced is False
+    assert (await admin.put("/api/v1/portal-settings",
+                            json={"gateway_url": "https://api.example.com/"})).status_code == 200
+    named = await credentials_for(context, NewClient("record", "new-client", "s3cret", 0, plan,
+                                                     replaced=True))
+    assert named.curl_call == ['curl -H "Authorization: Bearer $ACCESS_TOKEN" https://api.example.com/orders/']
+    assert (named.client_id, named.replaced) == ("new-client", True)

@@ -12,10 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 from tests.gateway.conftest import StartGateway
-from tests.portal.conftest import Portal, add_developer, configure, developer_token
+from tests.portal.conftest import Portal, add, add_developer, configure, developer_token
 
 from propylon.dashboard.errors import ApiError
 from propylon.domain.config import parse_config
+from propylon.idp.ssrf import OutboundGuard
 from propylon.portal.registration import (
     AlreadyRegistered,
     RegistrationRequest,
@@ -279,3 +280,37 @@ async def test_a_refused_registration_is_clear_to_the_developer_and_detailed_for
     assert retried.status_code == 201, retried.text
     assert retried.json()["id"] == record_id
     assert (await admin.get(f"/api/v1/oauth-clients/{record_id}")).json()["last_error"] is None
+
+
+async def test_the_entry_response_types_and_gateway_url_are_used(portal: Portal) -> None:
+    await add(portal.admin, "/api/v1/catalogue", {
+        "id": "web-entry", "name": "Web", "api_ids": ["orders"], "policy_id": "reader",
+        "grant_types": ["authorization_code", "client_credentials"], "response_types": ["code", "none"]})
+    saved = await portal.admin.put("/api/v1/portal-settings", json={"gateway_url": "https://gw.example/"})
+    assert saved.status_code == 200, saved.text
+    web = await portal.developer.post(CLIENTS, json={
+        "catalogue_entry_ids": ["web-entry"], "name": "web", "grant_type": "authorization_code",
+        "redirect_uris": ["https://app.example/cb"]})
+    assert web.status_code == 201, web.text
+    assert web.json()["curl_call"] == ['curl -H "Authorization: Bearer $ACCESS_TOKEN" '
+                                       'https://gw.example/orders/']
+    machine = await portal.developer.post(CLIENTS, json={
+        "catalogue_entry_ids": ["web-entry"], "name": "machine", "grant_type": "client_credentials"})
+    assert machine.status_code == 201, machine.text
+    # What the IdP registered: the configured types the grant type allows (a client_credentials
+    # client has no use for the authorization endpoint at all).
+    for created, expected in ((web, ["code", "none"]), (machine, [])):
+        read = await portal.admin.get(f"/api/v1/oauth-clients/{created.json()['id']}/registration")
+        assert read.status_code == 200, read.text
+        assert read.json()["registration"]["response_types"] == expected
+
+
+async def test_an_idp_at_a_refused_address_is_never_called(portal: Portal) -> None:
+    portal.dashboard.context.outbound = OutboundGuard()  # public addresses only; the IdP is loopback
+    refused = await portal.developer.post(CLIENTS, json=request())
+    assert (refused.status_code, refused.json()["error"]) == (502, "idp_error")
+    assert "loopback" not in refused.text  # the developer gets no network details
+    record_id = (await portal.developer.get(CLIENTS)).json()[0]["id"]
+    seen = (await portal.admin.get(f"/api/v1/oauth-clients/{record_id}")).json()
+    assert seen["last_error"].startswith("address_refused: the registration endpoint at ")
+    assert "127.0.0.1 is a loopback address" in seen["last_error"]

@@ -51,7 +51,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
 def start_dashboard(port: int, data_dir: str, log: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
     """``propylon dashboard`` on ``port`` with a known admin password and node secret, ready."""
     proc = spawn("dashboard", "--port", str(port), "--data-dir", data_dir, log=log, env={
-        "PROPYLON_NODE_SECRET": NODE_SECRET, "PROPYLON_ADMIN_PASSWORD": ADMIN_PASSWORD, **env,
+        "PROPYLON_NODE_SECRET": NODE_SECRET, "PROPYLON_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # The test IdPs listen on loopback, which the SSRF guard refuses unless allowed.
+        "PROPYLON_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8", **env,
     })
     wait_http(f"http://127.0.0.1:{port}/api/openapi.json", proc)
     return proc

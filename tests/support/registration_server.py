@@ -7,12 +7,15 @@ Usage::
         ...  # GET/DELETE registered.registration_client_uri with Bearer registered.access_token
 
 It holds clients in memory and serves ``GET`` and ``DELETE /register/{client_id}``, enforcing
-``Authorization: Bearer <registration access token>`` (401 ``invalid_token`` otherwise). Switches
-make it misbehave: ``fail_with`` (answer every request with that status), ``delay`` (sleep before
-answering), ``rotate_on_read`` (issue a new token on every read), ``unknown_status`` (what an
-unknown client gets: 404 by default, 401 as RFC 7592 allows), and ``stop()``/``start()`` (really
-down: the port refuses connections, then comes back on the same port). Every request is logged in
-``requests`` so tests can check what was sent.
+``Authorization: Bearer <registration access token>`` (401 ``invalid_token`` otherwise). Vendor
+modes: ``api_token`` set makes it Okta-like (management with ``SSWS <api_token>`` instead, and
+``POST /register/{client_id}/lifecycle/newSecret`` issues a new client secret);
+``rotate_on_read`` makes it Curity-like (every read issues a new registration access token *and* a
+new client secret). Switches make it misbehave: ``fail_with`` (answer every request with that
+status), ``delay`` (sleep before answering), ``unknown_status`` (what an unknown client gets: 404 by
+default, 401 as RFC 7592 allows), and ``stop()``/``start()`` (really down: the port refuses
+connections, then comes back on the same port). Every request is logged in ``requests`` so tests
+can check what was sent; ``secret_of`` is a client's current secret.
 
 A ``ThreadingHTTPServer`` in a daemon thread, like ``tests/support/idp.py``: it serves both sync
 and async tests without sharing their event loop.
@@ -54,6 +57,7 @@ class SeenRequest:
 class _Stored:
     token: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    secret: str = field(default_factory=lambda: "secret-" + secrets.token_urlsafe(16))
 
 
 class _Server(ThreadingHTTPServer):
@@ -72,6 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.owner._serve(self)
 
     def do_DELETE(self) -> None:
+        self.server.owner._serve(self)
+
+    def do_POST(self) -> None:
         self.server.owner._serve(self)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -93,6 +100,7 @@ class RegistrationServer:
         self.fail_with: int | None = None
         self.delay = 0.0
         self.rotate_on_read = False
+        self.api_token: str | None = None
         self.unknown_status = 404
         self.requests: list[SeenRequest] = []
 
@@ -160,6 +168,11 @@ class RegistrationServer:
         with self._lock:
             return self._clients[client_id].token
 
+    def secret_of(self, client_id: str) -> str:
+        """The current client secret of ``client_id``."""
+        with self._lock:
+            return self._clients[client_id].secret
+
     def forget(self, client_id: str) -> None:
         """Delete ``client_id`` behind the dashboard's back (an admin did it at the IdP)."""
         with self._lock:
@@ -182,25 +195,38 @@ class RegistrationServer:
         if not handler.path.startswith(prefix):
             self._send(handler, 404, {"error": "not_found"})
             return
-        client_id = handler.path[len(prefix):]
+        client_id, _, action = handler.path[len(prefix):].partition("/")
         with self._lock:
             stored = self._clients.get(client_id)
+            expected = f"SSWS {self.api_token}" if self.api_token is not None else \
+                f"Bearer {stored.token}" if stored is not None else None
             if stored is None:
                 status, body = self.unknown_status, {"error": "invalid_client_id",
                                                      "error_description": "unknown client"}
-            elif authorization != f"Bearer {stored.token}":
+            elif authorization != expected:
                 status, body = 401, {"error": "invalid_token",
                                      "error_description": "bad registration access token"}
-            elif handler.command == "DELETE":
+            elif (handler.command, action) == ("DELETE", ""):
                 del self._clients[client_id]
                 status, body = 204, None
-            else:
-                status = 200
-                body = {**stored.metadata, "client_secret": "secret-" + client_id,
-                        "registration_client_uri": f"{self.base_url}{handler.path}"}
+            elif (handler.command, action) == ("GET", ""):
                 if self.rotate_on_read:
                     stored.token = "rat-" + secrets.token_urlsafe(16)
+                    stored.secret = "secret-" + secrets.token_urlsafe(16)
+                status = 200
+                body = {**stored.metadata, "client_secret": stored.secret,
+                        "client_secret_expires_at": 0,
+                        "registration_client_uri": f"{self.base_url}{prefix}{client_id}"}
+                if self.rotate_on_read:
                     body["registration_access_token"] = stored.token
+            elif (handler.command, action) == ("POST", "lifecycle/newSecret") and self.api_token:
+                stored.secret = "secret-" + secrets.token_urlsafe(16)
+                status = 200
+                body = {**stored.metadata, "client_secret": stored.secret,
+                        "client_secret_expires_at": 0}
+            else:
+                status, body = 405, {"error": "invalid_request",
+                                     "error_description": "method not allowed"}
         self._send(handler, status, body)
 
     @staticmethod

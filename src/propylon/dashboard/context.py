@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fastapi import Request
 
 from propylon.dashboard.nodes import NodeRegistry
 from propylon.dashboard.notify import ConfigNotifier
 from propylon.dashboard.throttle import LoginThrottle
+from propylon.idp.ssrf import OutboundGuard
 from propylon.settings import DashboardSettings
 from propylon.storage.secret_box import SecretBox
 from propylon.storage.sql.database import Database
@@ -28,9 +30,15 @@ class DashboardContext:
     notifier: ConfigNotifier
     nodes: NodeRegistry
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    """Failed admin password logins, per username and client address (see ``throttle.py``)."""
     node_secret: str = ""
     """The secret gateways present on ``/system/*``; empty leaves those endpoints out."""
-    """Failed admin password logins, per username and client address (see ``throttle.py``)."""
+
+    @cached_property
+    def outbound(self) -> OutboundGuard:
+        """The SSRF guard of every request to an identity provider (``settings.
+        outbound_allowed_networks`` allowed besides public addresses)."""
+        return OutboundGuard(self.settings.outbound_allowed_networks)
 
     async def config_changed(self, version: int | None) -> None:
         """Tell the gateways that configuration ``version`` is in the database (call after the

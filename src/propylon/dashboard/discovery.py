@@ -1,12 +1,13 @@
 """The admin API's outbound checks of an identity provider: discovery, its JWKS, and a dry-run
 registration, on top of the DCR engine in ``propylon.idp``.
 
-The URLs come from an admin, so every request follows ``idp.outbound``'s rules (no redirects, caps,
-one deadline of :data:`TIMEOUT_SECONDS` per request). Failures are :class:`OutboundError` with a
-stable code (``idp_unreachable``, ``idp_bad_response``, ``issuer_mismatch``) that the admin API
-answers as 502. Only the dry-run registration sends the IdP's initial access token, and no message
-built here contains it (IdP error answers are reduced to their status and ``error`` code, so they
-cannot echo it).
+The URLs come from an admin, so every request follows ``idp.outbound``'s rules (the SSRF guard
+passed in, from ``DashboardContext.outbound``; no redirects, caps, one deadline of
+:data:`TIMEOUT_SECONDS` per request). Failures are :class:`OutboundError` with a stable code
+(``idp_unreachable``, ``idp_bad_response``, ``issuer_mismatch``, which the admin API answers as
+502, or ``address_refused``, 422). Only the dry-run registration sends the IdP's initial access
+token, and no message built here contains it (IdP error answers are reduced to their status and
+``error`` code, so they cannot echo it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from propylon.idp.client_management import DeleteOutcome
 from propylon.idp.discovery import DISCOVERED_FIELDS, OutboundError, ProviderMetadata, usable_keys
 from propylon.idp.protocol import RegistrationError
 from propylon.idp.registration import ClientRequest, DcrClient, StoredClient
+from propylon.idp.ssrf import OutboundGuard
 
 __all__ = [
     "DISCOVERED_FIELDS", "TIMEOUT_SECONDS", "DryRun", "OutboundError", "ProviderMetadata",
@@ -30,14 +32,15 @@ TIMEOUT_SECONDS = 5.0
 """Longest time one outbound request may take, connection to last byte (read at each call)."""
 
 
-async def fetch_json(url: str, what: str) -> dict[str, Any]:
+async def fetch_json(url: str, what: str, guard: OutboundGuard) -> dict[str, Any]:
     """GET ``url`` and return its JSON object, or raise :class:`OutboundError`."""
-    return await idp_discovery.fetch_json(url, what, time_limit=TIMEOUT_SECONDS)
+    return await idp_discovery.fetch_json(url, what, time_limit=TIMEOUT_SECONDS, guard=guard)
 
 
-async def discover(discovery_url: str, expected_issuer: str) -> ProviderMetadata:
+async def discover(discovery_url: str, expected_issuer: str, guard: OutboundGuard) -> ProviderMetadata:
     """Fetch the discovery document and check that its ``issuer`` is exactly ``expected_issuer``."""
-    return await idp_discovery.discover(discovery_url, expected_issuer, time_limit=TIMEOUT_SECONDS)
+    return await idp_discovery.discover(discovery_url, expected_issuer, time_limit=TIMEOUT_SECONDS,
+                                        guard=guard)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def _reason(exc: RegistrationError) -> str:
 
 
 async def dry_run_registration(
-    registration_endpoint: str, initial_access_token: str | None, kind: str
+    registration_endpoint: str, initial_access_token: str | None, kind: str, guard: OutboundGuard
 ) -> DryRun:
     """Register a client_credentials client (RFC 7591) with the initial access token through the
     IdP's adapter, then delete it (RFC 7592, or the vendor's API).
@@ -63,7 +66,8 @@ async def dry_run_registration(
     Neither the token nor anything the IdP returns besides the client id goes into the result:
     the message says what happened and what is left to clean up by hand, if anything.
     """
-    dcr = DcrClient(kind, registration_endpoint, initial_access_token, time_limit=TIMEOUT_SECONDS)
+    dcr = DcrClient(kind, registration_endpoint, initial_access_token, guard=guard,
+                    time_limit=TIMEOUT_SECONDS)
     request = ClientRequest(client_name=f"propylon-connection-test-{secrets.token_hex(4)}")
     try:
         registered = await dcr.register(request)

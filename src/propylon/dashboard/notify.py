@@ -43,6 +43,11 @@ class ConfigNotifier(Protocol):
         """
         ...
 
+    def release_waiters(self) -> None:
+        """The dashboard is stopping: every waiting and later ``wait_for_change`` returns at once
+        (a long-polling gateway gets "not modified" instead of holding the shutdown up)."""
+        ...
+
 
 class InProcessNotifier:
     """Waiters and publishers in one process, on one event loop."""
@@ -52,11 +57,18 @@ class InProcessNotifier:
         # One event per "generation": publishing sets the current one and replaces it, so every
         # waiter wakes exactly once and a later waiter never sees a stale set event.
         self._changed = asyncio.Event()
+        self._released = False
 
     @property
     def latest(self) -> int:
         """The highest version announced so far (0 before any)."""
         return self._latest
+
+    def release_waiters(self) -> None:
+        """Wake every waiter for good (see :meth:`ConfigNotifier.release_waiters`)."""
+        self._released = True
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def announce(self, version: int) -> None:
         """Record ``version`` and wake the waiters (synchronous; for relays and publishers)."""
@@ -75,6 +87,8 @@ class InProcessNotifier:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         while self._latest <= after:
+            if self._released:
+                return None
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
@@ -142,6 +156,10 @@ class RedisNotifier:
     async def wait_for_change(self, after: int, timeout: float) -> int | None:  # noqa: ASYNC109
         """Latest version once it exceeds ``after``; ``None`` after ``timeout`` seconds."""
         return await self._local.wait_for_change(after, timeout)
+
+    def release_waiters(self) -> None:
+        """Wake every waiter for good (see :meth:`ConfigNotifier.release_waiters`)."""
+        self._local.release_waiters()
 
     async def aclose(self) -> None:
         """Stop relaying and close the connection. Idempotent."""

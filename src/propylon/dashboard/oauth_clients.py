@@ -11,7 +11,8 @@ them. Deleting is two steps, in this order on purpose:
    reached, fails (5xx) or refuses the token (401), the record stays ``deleting`` with
    ``last_error`` and the answer is 202; ``POST …/{id}/retry-delete`` tries again, and
    ``…?force=true`` removes the record without the IdP's confirmation (the tombstone stays, so
-   the client's tokens remain refused).
+   the client's tokens remain refused). The dashboard's background reconciler also retries
+   (:func:`retry_deletions`).
 
 A client with no registration URI or token (e.g. a registration that never completed) is removed
 locally. ``GET …/{id}/registration`` reads the registration at the IdP (RFC 7592 ``GET``), secrets
@@ -23,7 +24,7 @@ Tombstones are kept after the record is gone: a deleted client's tokens may live
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -35,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from propylon.dashboard.admin_auth import AdminActor
-from propylon.dashboard.changes import Actor, now, record_change
+from propylon.dashboard.changes import SYSTEM, Actor, now, record_change
 from propylon.dashboard.context import DashboardContext, get_context
 from propylon.dashboard.errors import ApiError, conflict, not_found
 from propylon.domain.resources import IdentityProviderSpec
@@ -237,7 +238,8 @@ async def finish_delete(context: DashboardContext, actor: Actor, record_id: Reco
         assert row.registration_client_uri is not None
         try:
             outcome = (await delete_client(row.registration_client_uri, token, adapter=adapter,
-                                           initial_access_token=initial_token)).value
+                                           initial_access_token=initial_token,
+                                           guard=context.outbound)).value
         except RegistrationError as exc:
             failure = exc
     elif failure is None:
@@ -277,6 +279,20 @@ async def finish_delete(context: DashboardContext, actor: Actor, record_id: Reco
     return ClientDeletion(id=record_id, client_id=client_id, status="deleted", idp=outcome,
                           message=messages[outcome],
                           idp_error=failure.error if failure is not None else None)
+
+
+async def retry_deletions(context: DashboardContext, older_than: timedelta) -> list[ClientDeletion]:
+    """Step 2 again for every client stuck in ``deleting`` (its IdP failed or was unreachable)
+    whose last attempt is older than ``older_than``; run by the dashboard's background reconciler.
+    A failure stays ``deleting`` with its ``last_error`` and a fresh ``updated_at``, so the next
+    try waits ``older_than`` again."""
+    cutoff = now() - older_than
+    async with context.database.sessions() as session:
+        record_ids = list((await session.scalars(
+            select(OAuthClientRow.id).where(OAuthClientRow.status == "deleting",
+                                            OAuthClientRow.updated_at < cutoff)
+            .order_by(OAuthClientRow.updated_at))).all())
+    return [await finish_delete(context, SYSTEM, record_id) for record_id in record_ids]
 
 
 def _catalogue_filter(dialect: str, entry_id: str) -> ColumnElement[bool]:
@@ -387,7 +403,7 @@ def oauth_clients_router() -> APIRouter:
                 raise conflict("this client has no registration URI or registration access token: "
                                "it cannot be read at its IdP")
             config = await read_client(row.registration_client_uri, token, adapter=adapter,
-                                       initial_access_token=initial_token)
+                                       initial_access_token=initial_token, guard=context.outbound)
         except SecretKeyError as exc:
             raise ApiError(503, "secret_unavailable", "the registration access token cannot be "
                            "decrypted with the configured secret key(s)") from exc
@@ -411,7 +427,10 @@ def oauth_clients_router() -> APIRouter:
 
 
 def _idp_failure(exc: RegistrationError) -> ApiError:
-    """A failed call to the IdP as a gateway error (502/504), with the IdP's own error."""
+    """A failed call to the IdP as a gateway error (502/504), with the IdP's own error; a URI the
+    SSRF guard refuses is a 422 naming the address class."""
+    if exc.error in ("address_refused", "invalid_uri"):
+        return ApiError(422, exc.error, exc.description)
     if exc.error == "timeout":
         return ApiError(504, "idp_timeout", exc.description)
     if exc.status is None:

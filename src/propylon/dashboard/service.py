@@ -6,6 +6,10 @@ heartbeats in the database and creates the first admin. :func:`run_dashboard` bi
 socket *first* (a taken port is a one-line error, before anything is written or printed), then
 serves :func:`~propylon.dashboard.app.create_app` with uvicorn until SIGTERM or SIGINT, and stops
 gracefully: no new connections, requests in flight get up to :data:`GRACEFUL_STOP_SECONDS`.
+
+While it serves, :func:`background_reconciler` finishes, every ``reconcile_interval`` seconds, the
+client registrations and deletions that stopped half-way (``portal.registration.reconcile``,
+``dashboard.oauth_clients.retry_deletions``), and stops with the server.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from typing import TextIO
 
 import uvicorn
@@ -31,8 +36,10 @@ from propylon.dashboard.app import create_app
 from propylon.dashboard.bootstrap import BootstrapError, bootstrap_admin
 from propylon.dashboard.context import DashboardContext
 from propylon.dashboard.notify import ConfigNotifier, InProcessNotifier, RedisNotifier
+from propylon.dashboard.oauth_clients import retry_deletions
 from propylon.dashboard.sql_nodes import SqlNodeRegistry
 from propylon.dashboard.throttle import LoginThrottle
+from propylon.portal.registration import reconcile
 from propylon.settings import DashboardSettings
 from propylon.storage.secret_box import SecretBox, SecretKeyError, read_or_create_secret_file
 from propylon.storage.sql.database import Database, DatabaseError, redact
@@ -154,6 +161,48 @@ async def _close(database: Database, notifier: ConfigNotifier | None) -> None:
     await database.aclose()
 
 
+async def reconcile_once(context: DashboardContext) -> None:
+    """One reconciler run: stale pending/failed registrations, then stuck deletions; each outcome
+    logged (a client kept at its IdP as a warning)."""
+    older_than = timedelta(seconds=context.settings.reconcile_after)
+    for done in await reconcile(context, older_than):
+        level = logging.WARNING if done.outcome == "kept" else logging.INFO
+        log.log(level, "reconciler: OAuth client record %s (client %s): %s%s", done.record_id,
+                done.client_id, done.outcome, f" ({done.error})" if done.error else "")
+    for deletion in await retry_deletions(context, older_than):
+        level = logging.WARNING if deletion.status == "deleting" else logging.INFO
+        log.log(level, "reconciler: deleting OAuth client record %s (client %s): %s", deletion.id,
+                deletion.client_id, deletion.message)
+
+
+async def _reconcile_forever(context: DashboardContext, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reconcile_once(context)
+        except Exception:
+            # Whatever broke this run (database or IdP down), the loop must live on to try again.
+            log.exception("reconciler: this run failed; trying again in %g s", interval)
+
+
+@contextlib.asynccontextmanager
+async def background_reconciler(context: DashboardContext) -> AsyncIterator[asyncio.Task[None] | None]:
+    """Run :func:`reconcile_once` every ``settings.reconcile_interval`` seconds (none when 0) until
+    the block ends; then the task is cancelled and awaited (a run cut short leaves nothing half
+    done that the next start's run would not finish)."""
+    interval = context.settings.reconcile_interval
+    if interval <= 0:
+        yield None
+        return
+    task = asyncio.create_task(_reconcile_forever(context, interval), name="propylon-reconciler")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (not yet listening); :class:`StartupError` if the port is
     taken or the address is not this host's."""
@@ -242,11 +291,14 @@ async def _serve(settings: DashboardSettings, out: TextIO) -> int:
             # A second signal while draining stops at once.
             server.force_exit = server.should_exit
             server.should_exit = True
+            # Long polls would otherwise hold the graceful stop for their whole wait.
+            context.notifier.release_waiters()
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop)
         try:
-            await server.serve(sockets=[sock])
+            async with background_reconciler(context):
+                await server.serve(sockets=[sock])
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -399,6 +400,25 @@ class PortalSettings(_Document):
         default=",", min_length=1, max_length=4,
         description="Separator of several redirect URIs in one form field (Tyk's setting).",
     )
+    gateway_url: str | None = Field(
+        default=None, max_length=2000,
+        description="Public base URL of the gateway (`https://api.example.com`), used in the "
+        "copy-paste calls the portal shows; null = the placeholder `$GATEWAY_URL`. Absolute http(s), "
+        "no credentials, query or fragment; a trailing slash is trimmed.",
+    )
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_is_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _http_url(value, "gateway_url")
+        parts = urlsplit(value)
+        if parts.query or parts.fragment or value.endswith(("?", "#")):
+            raise ValueError("gateway_url must not carry a query or a fragment")
+        if any(char.isspace() or ord(char) < 0x20 or char in "\"'`$" for char in value):
+            raise ValueError("gateway_url must not contain spaces, quotes, '$' or control characters")
+        return value.rstrip("/")
 
 
 class PortalSettingsView(PortalSettings):

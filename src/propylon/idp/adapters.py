@@ -12,7 +12,8 @@ The facts and their sources are in ``docs/idp-vendors.md`` (condensed from the r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from propylon.idp.protocol import (
     ClientRequest,
@@ -23,12 +24,26 @@ from propylon.idp.protocol import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SecretRotation:
+    """How an IdP issues a client a new secret in place: one request, answered 200 with the
+    client's metadata carrying the new ``client_secret`` (and maybe a new registration access
+    token)."""
+
+    method: Literal["GET", "POST"]
+    uri: str
+
+
 class IdpAdapter(Protocol):
     """The vendor-specific half of dynamic client registration."""
 
     kind: str
     read_rotates_credentials: bool
     """Whether an RFC 7592 read replaces the registration access token (and maybe the secret)."""
+
+    def secret_rotation(self, client_uri: str) -> SecretRotation | None:
+        """The request that rotates the secret of the client managed at ``client_uri``; None when
+        the IdP cannot rotate a secret through DCR, so the client must be replaced by a new one."""
 
     def default_registration_endpoint(self, issuer: str) -> str | None:
         """Where clients are registered when discovery does not say."""
@@ -64,6 +79,11 @@ class GenericAdapter:
 
     kind = "generic"
     read_rotates_credentials = False
+
+    def secret_rotation(self, client_uri: str) -> SecretRotation | None:
+        """None: RFC 7591/7592 have no secret rotation (Keycloak has it in its admin REST API only,
+        Gluu not at all; IDP-VENDORS.md), so the client is replaced."""
+        return None
 
     def default_registration_endpoint(self, issuer: str) -> str | None:
         """None: a standard IdP announces ``registration_endpoint`` in its discovery document."""
@@ -192,6 +212,11 @@ class OktaAdapter(GenericAdapter):
         """The API token again (``SSWS``): Okta has no registration access tokens [OK1]."""
         return self.registration_authorization(initial_access_token)
 
+    def secret_rotation(self, client_uri: str) -> SecretRotation | None:
+        """``POST {client}/lifecycle/newSecret``, answered 200 with the client and its new secret
+        (the reference's header says ``put``; its example, and the API, use POST) [OK1]."""
+        return SecretRotation("POST", f"{client_uri.rstrip('/')}/lifecycle/newSecret")
+
     def error(self, status: int, body: bytes) -> RegistrationError:
         """Okta's management errors have their own shape (``errorCode``/``errorSummary``): a bad
         API token is 401 ``E0000011`` [OK3], an unknown resource 404 ``E0000007`` [OK1]."""
@@ -231,6 +256,11 @@ class CurityAdapter(GenericAdapter):
 
     kind = "curity"
     read_rotates_credentials = True
+
+    def secret_rotation(self, client_uri: str) -> SecretRotation | None:
+        """An RFC 7592 read: Curity answers it with a new client secret and a new registration
+        access token, the old ones void [CU2]."""
+        return SecretRotation("GET", client_uri)
 
 
 _ADAPTERS: dict[str, IdpAdapter] = {

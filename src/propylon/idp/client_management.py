@@ -3,7 +3,7 @@
 Each call goes to the client's configuration endpoint (``registration_client_uri``) with the
 credential its IdP's adapter names: ``Bearer <registration access token>`` by default, Okta's
 ``SSWS`` API token for Okta (``idp.adapters``). Outbound rules are those of ``idp.outbound``
-(no redirects, one deadline of :data:`DEFAULT_TIMEOUT`, bodies capped at
+(the SSRF ``guard``, no redirects, one deadline of :data:`DEFAULT_TIMEOUT`, bodies capped at
 :data:`MAX_RESPONSE_BYTES`); failures are :class:`RegistrationError` (``idp.protocol``).
 
 An IdP may answer a read or an update with a new registration access token, the old one then
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from propylon.idp.adapters import GenericAdapter, IdpAdapter
+from propylon.idp.adapters import GenericAdapter, IdpAdapter, SecretRotation
 from propylon.idp.outbound import DEFAULT_TIMEOUT
 from propylon.idp.protocol import (
     MAX_RESPONSE_BYTES,
@@ -32,11 +32,12 @@ from propylon.idp.protocol import (
     json_object,
     public_metadata,
 )
+from propylon.idp.ssrf import OutboundGuard
 
 __all__ = [
     "DEFAULT_TIMEOUT", "MAX_RESPONSE_BYTES", "SECRET_FIELDS", "ClientConfiguration", "DeleteOutcome",
     "RegistrationError", "StoreToken", "check_uri", "delete_client", "public_metadata", "read_client",
-    "update_client",
+    "rotate_secret", "update_client",
 ]
 
 StoreToken = Callable[[str], Awaitable[None]]
@@ -82,13 +83,15 @@ async def read_client(
     initial_access_token: str | None = None,
     store_token: StoreToken | None = None,
     time_limit: float = DEFAULT_TIMEOUT,
+    guard: OutboundGuard | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ClientConfiguration:
     """The client's current registration (RFC 7592 §2.1, ``GET``). A rotated registration access
     token is handed to ``store_token`` (awaited) before this returns."""
     authorization = adapter.management_authorization(registration_access_token, initial_access_token)
     status, body = await call("GET", registration_client_uri, "the client configuration endpoint",
-                              authorization=authorization, time_limit=time_limit, transport=transport)
+                              authorization=authorization, time_limit=time_limit, guard=guard,
+                              transport=transport)
     if status != 200:
         raise adapter.error(status, body)
     return await _configuration(status, body, registration_access_token, store_token)
@@ -105,6 +108,7 @@ async def update_client(
     initial_access_token: str | None = None,
     store_token: StoreToken | None = None,
     time_limit: float = DEFAULT_TIMEOUT,
+    guard: OutboundGuard | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ClientConfiguration:
     """Replace the client's metadata (RFC 7592 §2.2, ``PUT``): ``current`` (as last read) with
@@ -114,9 +118,36 @@ async def update_client(
     authorization = adapter.management_authorization(registration_access_token, initial_access_token)
     status, body = await call("PUT", registration_client_uri, "the client configuration endpoint",
                               authorization=authorization, json_body=body_out, time_limit=time_limit,
+                              guard=guard, transport=transport)
+    if status != 200:
+        raise adapter.error(status, body)
+    return await _configuration(status, body, registration_access_token, store_token)
+
+
+async def rotate_secret(
+    rotation: SecretRotation,
+    registration_access_token: str | None,
+    *,
+    adapter: IdpAdapter = _GENERIC,
+    initial_access_token: str | None = None,
+    store_token: StoreToken | None = None,
+    time_limit: float = DEFAULT_TIMEOUT,
+    guard: OutboundGuard | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ClientConfiguration:
+    """Have the IdP issue a new client secret in place (the adapter's :class:`SecretRotation`).
+    The answer must carry the new secret (``invalid_response`` otherwise); a rotated registration
+    access token is handed to ``store_token`` (awaited) before this returns."""
+    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
+    status, body = await call(rotation.method, rotation.uri, "the client configuration endpoint",
+                              authorization=authorization, time_limit=time_limit, guard=guard,
                               transport=transport)
     if status != 200:
         raise adapter.error(status, body)
+    configuration = ClientConfiguration(json_object(status, body))
+    if configuration.client_secret is None:
+        raise RegistrationError("invalid_response", "the IdP's answer to the secret rotation has no "
+                                "client_secret", status=status)
     return await _configuration(status, body, registration_access_token, store_token)
 
 
@@ -127,6 +158,7 @@ async def delete_client(
     adapter: IdpAdapter = _GENERIC,
     initial_access_token: str | None = None,
     time_limit: float = DEFAULT_TIMEOUT,
+    guard: OutboundGuard | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> DeleteOutcome:
     """Delete the client at the IdP (RFC 7592 §2.3, ``DELETE``).
@@ -137,7 +169,8 @@ async def delete_client(
     """
     authorization = adapter.management_authorization(registration_access_token, initial_access_token)
     status, body = await call("DELETE", registration_client_uri, "the client configuration endpoint",
-                              authorization=authorization, time_limit=time_limit, transport=transport)
+                              authorization=authorization, time_limit=time_limit, guard=guard,
+                              transport=transport)
     if status in (200, 204):
         return DeleteOutcome.DELETED
     error = adapter.error(status, body)

@@ -8,8 +8,8 @@ authentication methods, with the specification's defaults when the document leav
 :func:`usable_keys` says which keys of a JWK Set the gateway could verify tokens with.
 
 Failures are :class:`OutboundError` with a stable code: ``idp_unreachable`` (no answer in time),
-``idp_bad_response`` (an error status, a redirect, not a JSON object, too large) or
-``issuer_mismatch``.
+``idp_bad_response`` (an error status, a redirect, not a JSON object, too large),
+``issuer_mismatch``, or ``address_refused`` (the SSRF guard refused the host's address).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from jwt.exceptions import PyJWTError
 
 from propylon.domain.config import ASYMMETRIC_ALGORITHMS
 from propylon.idp.outbound import DEFAULT_TIMEOUT, OutboundFailure, send
+from propylon.idp.ssrf import OutboundGuard
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """Largest discovery document or JWKS read (real ones are a few kilobytes)."""
@@ -39,8 +40,8 @@ _DEFAULT_AUTH_METHODS = ("client_secret_basic",)
 
 
 class OutboundError(Exception):
-    """A discovery or JWKS fetch failed; ``code`` is ``idp_unreachable``, ``idp_bad_response`` or
-    ``issuer_mismatch``."""
+    """A discovery or JWKS fetch failed; ``code`` is ``idp_unreachable``, ``idp_bad_response``,
+    ``issuer_mismatch`` or ``address_refused``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -53,12 +54,16 @@ def discovery_url(issuer: str) -> str:
     return f"{issuer.rstrip('/')}/.well-known/openid-configuration"
 
 
-async def fetch_json(url: str, what: str, *, time_limit: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-    """GET ``url`` (200, JSON object, at most :data:`MAX_DOCUMENT_BYTES`) or :class:`OutboundError`."""
+async def fetch_json(url: str, what: str, *, time_limit: float = DEFAULT_TIMEOUT,
+                     guard: OutboundGuard | None = None) -> dict[str, Any]:
+    """GET ``url`` (200, JSON object, at most :data:`MAX_DOCUMENT_BYTES`) or :class:`OutboundError`;
+    ``guard`` is the SSRF guard (None: public addresses only)."""
     try:
-        reply = await send("GET", url, what, max_bytes=MAX_DOCUMENT_BYTES, time_limit=time_limit)
+        reply = await send("GET", url, what, max_bytes=MAX_DOCUMENT_BYTES, time_limit=time_limit,
+                           guard=guard)
     except OutboundFailure as exc:
-        code = "idp_bad_response" if exc.reason == "too_large" else "idp_unreachable"
+        code = {"too_large": "idp_bad_response", "refused": "address_refused"}.get(
+            exc.reason, "idp_unreachable")
         raise OutboundError(code, exc.message) from exc
     if reply.redirect:
         raise OutboundError("idp_bad_response", f"{what} at {url} answered with a redirect "
@@ -155,10 +160,10 @@ def _strings(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(item for item in value if isinstance(item, str))
 
 
-async def discover(url: str, expected_issuer: str, *, time_limit: float = DEFAULT_TIMEOUT
-                   ) -> ProviderMetadata:
+async def discover(url: str, expected_issuer: str, *, time_limit: float = DEFAULT_TIMEOUT,
+                   guard: OutboundGuard | None = None) -> ProviderMetadata:
     """Fetch the discovery document at ``url`` and check its issuer (see :func:`parse_metadata`)."""
-    document = await fetch_json(url, "the discovery document", time_limit=time_limit)
+    document = await fetch_json(url, "the discovery document", time_limit=time_limit, guard=guard)
     return parse_metadata(document, expected_issuer, url)
 
 

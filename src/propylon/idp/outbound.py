@@ -2,8 +2,10 @@
 
 IdP URLs come from admins and from the IdP's own answers, and some requests carry credentials
 (initial access tokens, registration access tokens, Okta API tokens), so every request follows the
-same rules: ``http``/``https`` URLs without userinfo only, redirects are never followed (a redirect
-would carry the credential elsewhere), proxies from the environment are ignored, one deadline bounds
+same rules: ``http``/``https`` URLs without userinfo only, the host's addresses pass the SSRF guard
+(``idp.ssrf``: public addresses, or networks an admin allowed; the connection goes to the checked
+address), redirects are never followed (a redirect would carry the credential elsewhere, and past
+the guard), proxies from the environment are ignored, one deadline bounds
 the whole exchange (httpx's timeouts are per operation: a server trickling one byte at a time would
 otherwise hold a request open indefinitely), and response bodies are capped. Failures are
 :class:`OutboundFailure`; their messages name the URL, never a header, so no secret can leak
@@ -19,14 +21,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from propylon.idp.ssrf import AddressRefused, OutboundGuard
+
 DEFAULT_TIMEOUT = 5.0
 """Seconds for one whole request (connect, send, read the answer)."""
 
-FailureReason = Literal["timeout", "unreachable", "too_large"]
+FailureReason = Literal["timeout", "unreachable", "too_large", "refused"]
 
 
 class OutboundFailure(Exception):
-    """No usable answer: ``timeout``, ``unreachable`` or ``too_large`` (``status`` when it came)."""
+    """No usable answer: ``timeout``, ``unreachable``, ``too_large`` (``status`` when it came), or
+    ``refused`` by the SSRF guard before any connection."""
 
     def __init__(self, reason: FailureReason, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -75,10 +80,15 @@ async def send(
     time_limit: float = DEFAULT_TIMEOUT,
     headers: dict[str, str] | None = None,
     json_body: dict[str, Any] | None = None,
+    guard: OutboundGuard | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Reply:
-    """Send one request under the rules above. ``what`` names the endpoint in error messages."""
+    """Send one request under the rules above. ``what`` names the endpoint in error messages.
+    ``guard`` says which addresses may be reached (None: public ones only); a ``transport`` given
+    replaces the guarded one (tests that watch or disturb the exchange)."""
     request_headers = {"Accept": "application/json", **(headers or {})}
+    if transport is None:
+        transport = (guard if guard is not None else OutboundGuard()).transport()
     try:
         async with asyncio.timeout(time_limit), httpx.AsyncClient(
             follow_redirects=False, timeout=time_limit, trust_env=False, transport=transport
@@ -86,6 +96,8 @@ async def send(
             body = await _read_capped(response, what, url, max_bytes)
             return Reply(response.status_code, response.headers.get("content-type", ""), body,
                          response.is_redirect)
+    except AddressRefused as exc:
+        raise OutboundFailure("refused", f"{what} at {url} was not called: {exc.message}") from exc
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise OutboundFailure("timeout", f"{what} at {url} did not answer within {time_limit:g} s"
                               ) from exc

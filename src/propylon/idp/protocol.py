@@ -5,7 +5,8 @@ Every failure is a :class:`RegistrationError` carrying the IdP's ``error`` and
 ``error_description`` when it sent them (RFC 7591 §3.2.2, RFC 6750 §3.1), a code derived from the
 status when it did not (401 ``invalid_token``, 403 ``insufficient_scope``, 400
 ``invalid_request``), or a local code when no usable answer came (``unreachable``, ``timeout``,
-``response_too_large``, ``invalid_response``, ``invalid_uri``). Credentials travel in the
+``response_too_large``, ``invalid_response``, ``invalid_uri``, ``address_refused`` by the SSRF
+guard). Credentials travel in the
 ``Authorization`` header only, so they never appear in an error or a log line.
 """
 
@@ -19,6 +20,7 @@ import httpx
 import orjson
 
 from propylon.idp.outbound import OutboundFailure, send, url_problem
+from propylon.idp.ssrf import OutboundGuard
 
 MAX_RESPONSE_BYTES = 256 * 1024
 """Largest response body read from a registration endpoint; client metadata is a few kilobytes."""
@@ -52,6 +54,8 @@ class RegistrationError(Exception):
     @property
     def retriable(self) -> bool:
         """Whether trying again later may succeed (no answer, or a server-side failure)."""
+        if self.error in ("address_refused", "invalid_uri"):
+            return False
         return self.status is None or self.status >= 500 or self.status == 429
 
     @property
@@ -93,6 +97,7 @@ async def call(
     authorization: str | None,
     json_body: dict[str, Any] | None = None,
     time_limit: float,
+    guard: OutboundGuard | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> tuple[int, bytes]:
     """One request to a registration or client configuration endpoint: its status and body."""
@@ -100,9 +105,10 @@ async def call(
     headers = {} if authorization is None else {"Authorization": authorization}
     try:
         reply = await send(method, uri, what, max_bytes=MAX_RESPONSE_BYTES, time_limit=time_limit,
-                           headers=headers, json_body=json_body, transport=transport)
+                           headers=headers, json_body=json_body, guard=guard, transport=transport)
     except OutboundFailure as exc:
-        code = {"timeout": "timeout", "unreachable": "unreachable"}.get(exc.reason, "response_too_large")
+        code = {"timeout": "timeout", "unreachable": "unreachable", "refused": "address_refused"
+                }.get(exc.reason, "response_too_large")
         raise RegistrationError(code, exc.message, status=exc.status) from exc
     return reply.status, reply.body
 
@@ -147,6 +153,25 @@ def standard_error(status: int, body: bytes) -> RegistrationError:
 
 REDIRECT_GRANTS = {"authorization_code": "code", "implicit": "token"}
 """Grant types that use the authorization endpoint, and the response type each needs."""
+_RESPONSE_TYPE_GRANTS = {"code": "authorization_code", "token": "implicit", "id_token": "implicit"}
+"""The grant type each word of a response type needs (OpenID Connect Registration §2)."""
+
+
+def response_types_for(grant_types: tuple[str, ...], configured: tuple[str, ...] = ()) -> list[str]:
+    """The response types a client with ``grant_types`` registers with: the ``configured`` ones
+    (an admin's choice, e.g. ``code id_token``) that these grant types allow, or, when none is
+    left, those the grant types need (``code`` for ``authorization_code``). A
+    client_credentials-only client gets none: a ``code`` response type without the
+    ``authorization_code`` grant is refused by IdPs (oidc-provider) and would open a front channel
+    the client does not use. (``none`` too is an authorization endpoint answer: it needs a
+    redirecting grant, and IdPs then insist on redirect URIs.)"""
+    needed = [REDIRECT_GRANTS[grant] for grant in grant_types if grant in REDIRECT_GRANTS]
+    if not needed:
+        return []
+    allowed = [value for value in dict.fromkeys(configured)
+               if all(_RESPONSE_TYPE_GRANTS.get(word, "") in grant_types or word == "none"
+                      for word in value.split())]
+    return allowed or needed
 
 
 @dataclass(frozen=True)
@@ -158,10 +183,14 @@ class ClientRequest:
     redirect_uris: tuple[str, ...] = ()
     token_endpoint_auth_method: str = "client_secret_basic"  # noqa: S105 (a method name)
     scope: str | None = None
+    configured_response_types: tuple[str, ...] = ()
+    """The response types an admin configured (catalogue entry, else portal settings); narrowed
+    to what the grant types allow by :attr:`response_types`."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Further RFC 7591 metadata (``contacts``, ``client_uri``...); the fields above win."""
 
     @property
     def response_types(self) -> list[str]:
-        """The response types its grant types need: none for a client_credentials-only client."""
-        return [REDIRECT_GRANTS[grant] for grant in self.grant_types if grant in REDIRECT_GRANTS]
+        """The response types sent (:func:`response_types_for`): none for a client_credentials-only
+        client."""
+        return response_types_for(self.grant_types, self.configured_response_types)

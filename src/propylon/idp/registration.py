@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,12 +26,14 @@ from propylon.idp.client_management import (
     StoreToken,
     delete_client,
     read_client,
+    rotate_secret,
     update_client,
 )
 from propylon.idp.outbound import DEFAULT_TIMEOUT
 from propylon.idp.protocol import ClientRequest, RegistrationError, call, json_object, public_metadata
+from propylon.idp.ssrf import OutboundGuard
 
-__all__ = ["ClientRequest", "DcrClient", "RegisteredClient", "StoredClient"]
+__all__ = ["ClientRequest", "DcrClient", "RegisteredClient", "RotatedSecret", "StoredClient"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,18 @@ class UpdatedClient:
     """A new client secret, when the IdP rotated it (Curity does on every call)."""
 
 
+@dataclass(frozen=True)
+class RotatedSecret:
+    """The IdP's answer to an in-place secret rotation."""
+
+    client_secret: str = field(repr=False)
+    client_secret_expires_at: int
+    stored: StoredClient
+    """With the registration access token to use from now on (already handed to ``store_token``)."""
+    metadata: dict[str, Any]
+    """The registration as the IdP returned it, without secrets."""
+
+
 class DcrClient:
     """Dynamic client registration at one identity provider."""
 
@@ -77,12 +92,14 @@ class DcrClient:
         registration_endpoint: str,
         initial_access_token: str | None,
         *,
+        guard: OutboundGuard | None = None,
         time_limit: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.adapter: IdpAdapter = adapter_for(kind)
         self.registration_endpoint = registration_endpoint
         self._initial_access_token = initial_access_token
+        self._guard = guard
         self._time_limit = time_limit
         self._transport = transport
 
@@ -96,7 +113,7 @@ class DcrClient:
             "POST", self.registration_endpoint, "the registration endpoint",
             authorization=adapter.registration_authorization(self._initial_access_token),
             json_body=adapter.registration_metadata(request), time_limit=self._time_limit,
-            transport=self._transport,
+            guard=self._guard, transport=self._transport,
         )
         if status not in (200, 201):
             raise adapter.error(status, body)
@@ -112,11 +129,19 @@ class DcrClient:
                                     "without a client_secret", status=status)
         token = answer.get("registration_access_token")
         expires = answer.get("client_secret_expires_at")
+        client_uri = adapter.client_uri(self.registration_endpoint, client_id, answer)
+        if client_uri is not None and _origin(client_uri) != _origin(self.registration_endpoint):
+            # The registration access token would go there: another host the IdP names is not
+            # trusted with it (nor is it reached past the SSRF guard's origin).
+            raise RegistrationError("invalid_response", f"the IdP registered client {client_id!r} "
+                                    f"but named a configuration endpoint on another origin "
+                                    f"({_origin(client_uri)}, not {_origin(self.registration_endpoint)}): "
+                                    "refused; delete the client at the IdP by hand", status=status)
         return RegisteredClient(
             client_id=client_id,
             client_secret=secret if isinstance(secret, str) else None,
             client_secret_expires_at=expires if isinstance(expires, int) else 0,
-            stored=StoredClient(client_id, adapter.client_uri(self.registration_endpoint, client_id, answer),
+            stored=StoredClient(client_id, client_uri,
                                 token if isinstance(token, str) and token else None),
             metadata=public_metadata(answer),
         )
@@ -153,6 +178,28 @@ class DcrClient:
                              StoredClient(client.client_id, client.registration_client_uri, token),
                              new_secret)
 
+    async def rotate_secret(self, client: StoredClient, *,
+                            store_token: StoreToken) -> RotatedSecret | None:
+        """A new secret for ``client``, in place (Okta's ``newSecret``, Curity's rotating read), or
+        None when the IdP's adapter knows no way to rotate one (the caller then replaces the
+        client: ``portal.rotation``). A rotated registration access token is awaited in
+        ``store_token`` before this returns."""
+        rotation = self.adapter.secret_rotation(self._uri(client))
+        if rotation is None:
+            return None
+        config = await rotate_secret(rotation, client.registration_access_token, store_token=store_token,
+                                     **self._management())
+        assert config.client_secret is not None  # checked by rotate_secret
+        expires = config.metadata.get("client_secret_expires_at")
+        return RotatedSecret(
+            client_secret=config.client_secret,
+            client_secret_expires_at=expires if isinstance(expires, int) else 0,
+            stored=StoredClient(client.client_id, client.registration_client_uri,
+                                config.rotated_registration_access_token
+                                or client.registration_access_token),
+            metadata=public_metadata(config.metadata),
+        )
+
     async def delete(self, client: StoredClient) -> DeleteOutcome:
         """Delete the client at the IdP (RFC 7592 delete)."""
         return await delete_client(self._uri(client), client.registration_access_token,
@@ -166,4 +213,15 @@ class DcrClient:
 
     def _management(self) -> dict[str, Any]:
         return {"adapter": self.adapter, "initial_access_token": self._initial_access_token,
-                "time_limit": self._time_limit, "transport": self._transport}
+                "time_limit": self._time_limit, "guard": self._guard, "transport": self._transport}
+
+
+def _origin(uri: str) -> str:
+    """``scheme://host:port`` of ``uri`` (default ports spelled out), lower-case."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return uri
+    return f"{parts.scheme.lower()}://{host}:{port}"

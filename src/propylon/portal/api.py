@@ -1,10 +1,12 @@
 """The developer JSON API under ``/portal/api/v1``: catalogue, OAuth clients, API tokens.
 
 Developers authenticate with a developer API token (``Authorization: Bearer ppd_…``), created by
-``POST /portal/api/v1/tokens`` with their email and password (HTTP Basic). Only ``active``
-developers get or use tokens; every authentication failure is the same 401, and failed password
-attempts are throttled like admin logins (per email and per address; keys of their own). A
-developer sees and changes only their own clients: another developer's is a 404.
+``POST /portal/api/v1/tokens`` with their email and password (HTTP Basic), listed by ``GET`` and
+revoked by ``DELETE /portal/api/v1/tokens/{id}`` (``portal.developer_tokens``; tokens expire,
+after 90 days by default). Only ``active`` developers get or use tokens; every authentication
+failure is the same 401, and failed password attempts are throttled like admin logins (per email
+and per address; keys of their own). A developer sees and changes only their own clients and
+tokens: another developer's is a 404.
 
 Failures at the identity provider reach the developer as a clear, generic message (``idp_error``,
 ``idp_timeout``); the IdP's own ``error``/``error_description`` is kept in the client record's
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import secrets
 import shlex
 import uuid
 from datetime import datetime
@@ -27,13 +28,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from propylon.dashboard.changes import Actor, now, record_change
+from propylon.dashboard.changes import Actor, now
 from propylon.dashboard.context import DashboardContext, get_context
 from propylon.dashboard.errors import ApiError
 from propylon.dashboard.oauth_clients import ClientDeletion
 from propylon.dashboard.resources.portal_settings import load_portal_settings
 from propylon.dashboard.resources.store import load_state
-from propylon.domain.resources import PolicySpec
+from propylon.portal.developer_tokens import (
+    DEFAULT_TOKEN_DAYS,
+    DEVELOPER_TOKEN_PREFIX,
+    MAX_TOKEN_DAYS,
+    DeveloperTokenView,
+    create_developer_token,
+    list_developer_tokens,
+    revoke_developer_token,
+)
 from propylon.portal.registration import (
     AlreadyRegistered,
     NewClient,
@@ -43,11 +52,18 @@ from propylon.portal.registration import (
     register_client,
     update_client,
 )
+from propylon.portal.rotation import rotate_client_secret
+from propylon.portal.wording import limits_in_words
 from propylon.storage.sql.schema import DeveloperRow, DeveloperTokenRow, OAuthClientRow
 from propylon.web.credentials import token_digest, verify_password
 
+__all__ = [
+    "DEVELOPER_TOKEN_PREFIX", "ClientCreated", "DeveloperClient", "DeveloperTokenView",
+    "client_view", "create_developer_token", "credentials_for", "limits_in_words",
+    "list_developer_tokens", "portal_api_router", "require_developer", "revoke_developer_token",
+]
+
 Context = Annotated[DashboardContext, Depends(get_context)]
-DEVELOPER_TOKEN_PREFIX = "ppd_"  # noqa: S105 - a public marker, not a secret
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 RecordId = Annotated[str, Path(max_length=64, pattern=TEXT_PATTERN, description="The client record's id.")]
 _THROTTLE_KEY = "developer:"
@@ -91,6 +107,8 @@ class TokenRequest(BaseModel):
     """Options of a new developer API token."""
 
     name: str = Field(default="api", min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    expires_in_days: int = Field(default=DEFAULT_TOKEN_DAYS, ge=1, le=MAX_TOKEN_DAYS,
+                                 description="Days until the token expires.")
 
 
 class TokenCreated(BaseModel):
@@ -99,7 +117,9 @@ class TokenCreated(BaseModel):
     id: str
     name: str
     token: str = Field(description="Send as `Authorization: Bearer <token>`; shown only now.")
+    prefix: str
     created_at: datetime
+    expires_at: datetime | None
 
 
 class ApiRef(BaseModel):
@@ -148,6 +168,9 @@ class ClientCreated(BaseModel):
     token_endpoint: str | None
     curl_token: str | None = Field(description="Get an access token (client_credentials).")
     curl_call: list[str] = Field(description="Call each API through the gateway with that token.")
+    replaced: bool = Field(default=False, description="Secret rotation only: the IdP cannot rotate "
+                           "secrets, so the client was replaced by a new one with a new client_id "
+                           "(the old one is revoked).")
 
 
 class ClientUpdate(BaseModel):
@@ -156,20 +179,6 @@ class ClientUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     redirect_uris: list[Annotated[str, Field(max_length=2000, pattern=TEXT_PATTERN)]] | None = Field(
         default=None, max_length=20)
-
-
-def limits_in_words(policy: PolicySpec | None) -> list[str]:
-    """A policy's rate limit, quota and key expiry as sentences."""
-    if policy is None:
-        return []
-    words = []
-    if policy.rate is not None:
-        words.append(f"at most {policy.rate.requests} requests per {policy.rate.per_seconds:g} seconds")
-    if policy.quota is not None:
-        words.append(f"quota of {policy.quota.max} requests per {policy.quota.renewal_seconds} seconds")
-    if policy.key_expires_in_seconds:
-        words.append(f"access expires after {policy.key_expires_in_seconds} seconds")
-    return words or ["no rate limit or quota"]
 
 
 def client_view(row: OAuthClientRow) -> DeveloperClient:
@@ -189,7 +198,10 @@ def client_view(row: OAuthClientRow) -> DeveloperClient:
     )
 
 
-async def _created(context: DashboardContext, new: NewClient) -> ClientCreated:
+async def credentials_for(context: DashboardContext, new: NewClient) -> ClientCreated:
+    """What a developer sees once after a registration or a secret rotation: the credentials, the
+    curl that gets a token, and one curl per API through the gateway (the portal settings'
+    ``gateway_url``, else the placeholder ``$GATEWAY_URL``)."""
     token_endpoint = new.plan.identity_provider.token_endpoint
     curl_token = None
     if token_endpoint is not None and new.client_secret is not None:
@@ -200,13 +212,17 @@ async def _created(context: DashboardContext, new: NewClient) -> ClientCreated:
                                  token_endpoint])
     async with context.database.sessions() as session:
         apis = (await load_state(session, with_clients=False)).apis
+    gateway = (await load_portal_settings(context)).gateway_url
     paths = [apis[api_id].listen_path for entry in new.plan.entries for api_id in entry.api_ids
              if api_id in apis]
-    calls = [f'curl -H "Authorization: Bearer $ACCESS_TOKEN" "$GATEWAY_URL{path}"'
+    # The token stays a shell variable (double quotes expand it); a known URL is quoted as a word.
+    calls = ['curl -H "Authorization: Bearer $ACCESS_TOKEN" '
+             + (shlex.quote(gateway + path) if gateway else f'"$GATEWAY_URL{path}"')
              for path in dict.fromkeys(paths)]
     return ClientCreated(id=new.record_id, client_id=new.client_id, client_secret=new.client_secret,
                          client_secret_expires_at=new.client_secret_expires_at,
-                         token_endpoint=token_endpoint, curl_token=curl_token, curl_call=calls)
+                         token_endpoint=token_endpoint, curl_token=curl_token, curl_call=calls,
+                         replaced=new.replaced)
 
 
 async def _basic_developer(context: DashboardContext, request: Request) -> DeveloperRow:
@@ -249,17 +265,23 @@ def portal_api_router() -> APIRouter:
     async def create_token(request: Request, context: Context, response: Response,
                            body: TokenRequest | None = None) -> TokenCreated:
         developer = await _basic_developer(context, request)
-        token = DEVELOPER_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        name = body.name if body is not None else "api"
-        row = DeveloperTokenRow(id=str(uuid.uuid4()), developer_id=developer.id, name=name,
-                                token_digest=token_digest(token), prefix=token[:12],
-                                created_at=now(), last_used_at=None, expires_at=None, revoked_at=None)
-        async with context.database.transaction() as session:
-            session.add(row)
-            await record_change(session, Actor("developer", developer.email, developer.id),
-                                "create", "developer_token", row.id, {"name": name}, versioned=False)
+        options = body if body is not None else TokenRequest()
+        row, token = await create_developer_token(context, developer, options.name,
+                                                  expires_in_days=options.expires_in_days)
         response.headers["Cache-Control"] = "no-store"
-        return TokenCreated(id=row.id, name=name, token=token, created_at=row.created_at)
+        return TokenCreated(id=row.id, name=row.name, token=token, prefix=row.prefix,
+                            created_at=row.created_at, expires_at=row.expires_at)
+
+    @router.get("/tokens", summary="List my developer API tokens (never the tokens themselves)",
+                responses=auth_errors)
+    async def list_tokens(developer: DeveloperActor, context: Context) -> list[DeveloperTokenView]:
+        return await list_developer_tokens(context, developer.id)
+
+    @router.delete("/tokens/{token_id}", summary="Revoke one of my developer API tokens",
+                   responses={**auth_errors, 404: {}})
+    async def revoke_token(token_id: RecordId, developer: DeveloperActor,
+                           context: Context) -> DeveloperTokenView:
+        return await revoke_developer_token(context, developer.id, token_id)
 
     @router.get("/catalogue", summary="List the published catalogue", responses=auth_errors)
     async def catalogue(_developer: DeveloperActor, context: Context) -> list[CatalogueItem]:
@@ -299,7 +321,7 @@ def portal_api_router() -> APIRouter:
                 "message": "this Idempotency-Key already registered a client; its secret was shown "
                 "only then", "client": client_view(row).model_dump(mode="json")})
         response.headers["Cache-Control"] = "no-store"
-        return await _created(context, new)
+        return await credentials_for(context, new)
 
     @router.get("/clients", summary="List my OAuth clients", responses=auth_errors)
     async def list_clients(developer: DeveloperActor, context: Context) -> list[DeveloperClient]:
@@ -322,6 +344,17 @@ def portal_api_router() -> APIRouter:
         row = await update_client(context, developer, record_id, name=body.name,
                                   redirect_uris=body.redirect_uris)
         return client_view(row)
+
+    @router.post("/clients/{record_id}/rotate-secret", summary="Get a new client secret",
+                 description="Shown once. On IdPs that cannot rotate secrets through DCR (generic, "
+                 "Keycloak, Gluu) the client is replaced by a new one with the same metadata: the "
+                 "answer's `client_id` is new, `replaced` is true, and the old client is revoked.",
+                 responses=idp_errors)
+    async def rotate_secret(record_id: RecordId, developer: DeveloperActor, context: Context,
+                            response: Response) -> ClientCreated:
+        new = await rotate_client_secret(context, developer, record_id)
+        response.headers["Cache-Control"] = "no-store"
+        return await credentials_for(context, new)
 
     @router.delete("/clients/{record_id}", summary="Delete a client (revoked at once)",
                    responses={**auth_errors, 404: {}, 409: {},

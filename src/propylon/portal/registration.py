@@ -89,6 +89,9 @@ class NewClient:
     client_secret: str | None
     client_secret_expires_at: int
     plan: Plan
+    replaced: bool = False
+    """Secret rotation only: the IdP cannot rotate secrets, so a new client (``client_id``)
+    replaced the old one, which is revoked (``portal.rotation``)."""
 
 
 class AlreadyRegistered(Exception):
@@ -189,11 +192,16 @@ async def plan_registration(context: DashboardContext, request: RegistrationRequ
         for token in (entry.scope or settings.scope or "").split():
             if token not in scopes:
                 scopes.append(token)
+    # Each entry's response types (else the portal's); the grant types chosen narrow them.
+    response_types = tuple(dict.fromkeys(
+        value for entry in entries
+        for value in (entry.response_types if entry.response_types is not None
+                      else settings.response_types)))
     client = ClientRequest(
         client_name=request.name, grant_types=grant_types, redirect_uris=tuple(request.redirect_uris),
         token_endpoint_auth_method=entries[0].token_endpoint_auth_method
         or settings.token_endpoint_auth_method,
-        scope=" ".join(scopes) or None,
+        scope=" ".join(scopes) or None, configured_response_types=response_types,
     )
     policy_ids = list(dict.fromkeys(entry.policy_id for entry in entries))
     return Plan(idp, entries, policy_ids, client)
@@ -341,8 +349,10 @@ async def _compensate(context: DashboardContext, dcr: DcrClient, record_id: str,
         log.warning("the pending record %s stays for the reconciler", record_id)
 
 
-async def _identity_provider(context: DashboardContext,
-                             idp_id: str) -> tuple[IdentityProviderSpec, str | None]:
+async def identity_provider(context: DashboardContext,
+                            idp_id: str) -> tuple[IdentityProviderSpec, str | None]:
+    """The identity provider ``idp_id`` and its decrypted initial access token (409 ``idp_gone``
+    when it no longer exists; ``SecretKeyError`` when the token cannot be decrypted)."""
     async with context.database.sessions() as session:
         row = await session.get(IdentityProviderRow, idp_id)
     if row is None:
@@ -364,7 +374,7 @@ async def register_client(context: DashboardContext, developer: Actor, request: 
     plan = await plan_registration(context, request)
     record_id = await _start(context, developer, request, plan, key, existing)
     try:
-        _, initial_token = await _identity_provider(context, plan.identity_provider.id)
+        _, initial_token = await identity_provider(context, plan.identity_provider.id)
     except SecretKeyError as exc:
         await _mark_failed(context, record_id, "undecryptable: the initial access token cannot be "
                            "decrypted with the configured secret key(s)")
@@ -372,7 +382,7 @@ async def register_client(context: DashboardContext, developer: Actor, request: 
                        f"administrator can see why (reference {record_id})") from exc
     assert plan.identity_provider.registration_endpoint is not None  # checked by the plan
     dcr = DcrClient(plan.identity_provider.kind, plan.identity_provider.registration_endpoint,
-                    initial_token, transport=transport)
+                    initial_token, guard=context.outbound, transport=transport)
     try:
         registered = await dcr.register(plan.client)
     except RegistrationError as exc:
@@ -421,13 +431,14 @@ async def update_client(context: DashboardContext, developer: Actor, record_id: 
     if not changes:
         return row
     try:
-        spec, initial_token = await _identity_provider(context, row.identity_provider_id)
+        spec, initial_token = await identity_provider(context, row.identity_provider_id)
         token = context.secrets.decrypt(row.registration_access_token_enc) \
             if row.registration_access_token_enc else None
     except SecretKeyError as exc:
         raise ApiError(503, "idp_unavailable", "client management is unavailable; an administrator "
                        f"can see why (reference {record_id})") from exc
-    dcr = DcrClient(spec.kind, spec.registration_endpoint or "", initial_token, transport=transport)
+    dcr = DcrClient(spec.kind, spec.registration_endpoint or "", initial_token, guard=context.outbound,
+                    transport=transport)
 
     async def store_token(new_token: str) -> None:
         async with context.database.transaction() as session:
@@ -512,7 +523,7 @@ async def reconcile(context: DashboardContext, older_than: timedelta, *,
                     if row.registration_access_token_enc else None
                 outcome = (await idp_delete(row.registration_client_uri, token, adapter=adapter,
                                             initial_access_token=initial_token,
-                                            transport=transport)).value
+                                            guard=context.outbound, transport=transport)).value
             except (RegistrationError, SecretKeyError) as exc:
                 error = f"{exc.error}: {exc.description}" if isinstance(exc, RegistrationError) \
                     else "undecryptable: a stored token cannot be decrypted"

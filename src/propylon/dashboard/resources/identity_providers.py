@@ -40,6 +40,7 @@ from propylon.domain.resources import (
     Unset,
     secret_change,
 )
+from propylon.idp.ssrf import OutboundGuard
 from propylon.storage.secret_box import SecretKeyError
 from propylon.storage.sql.schema import IdentityProviderRow
 
@@ -153,19 +154,23 @@ async def delete_identity_provider(ident: IdPath, context: Context, actor: Admin
 
 
 def _bad_gateway(exc: discovery.OutboundError) -> ApiError:
-    return ApiError(502, exc.code, exc.message)
+    # A refused address is the admin's configuration to fix, not the IdP's failure.
+    return ApiError(422 if exc.code == "address_refused" else 502, exc.code, exc.message)
 
 
 @router.post(
     "/{ident}/discover", summary="Fill endpoints from OpenID discovery",
     responses={502: {"model": ErrorBody, "description": "The IdP is unreachable (`idp_unreachable`), "
-                     "answered badly (`idp_bad_response`) or names another issuer (`issuer_mismatch`)."}},
+                     "answered badly (`idp_bad_response`) or names another issuer (`issuer_mismatch`)."},
+               422: {"model": ErrorBody, "description": "The discovery URL's host is an address the "
+                     "SSRF guard refuses (`address_refused`: loopback, private... not allowed by "
+                     "PROPYLON_OUTBOUND_ALLOWED_NETWORKS)."}},
 )
 async def discover_identity_provider(ident: IdPath, context: Context, actor: AdminActor) -> DiscoverResult:
     """Fetch the discovery document, check its issuer, and store the endpoints it lists."""
     stored = _view(await read_row(context, IDENTITY_PROVIDERS, ident))
     try:
-        found = await discovery.discover(stored.discovery_url, stored.issuer)
+        found = await discovery.discover(stored.discovery_url, stored.issuer, context.outbound)
     except discovery.OutboundError as exc:
         raise _bad_gateway(exc) from exc
     current = IdentityProviderSpec.model_validate(stored.model_dump(
@@ -198,14 +203,15 @@ async def check_identity_provider(
     checks: list[Check] = []
     endpoints: dict[str, str] = {}
     try:
-        found = await discovery.discover(idp.discovery_url, idp.issuer)
+        found = await discovery.discover(idp.discovery_url, idp.issuer, context.outbound)
     except discovery.OutboundError as exc:
         checks.append(Check(name="discovery", passed=False, message=f"{exc.code}: {exc.message}"))
     else:
         endpoints = found.endpoints
         checks.append(Check(name="discovery", passed=True,
                             message=f"{idp.discovery_url} names issuer {found.issuer!r}"))
-    checks.append(await _check_jwks(idp.jwks_uri or endpoints.get("jwks_uri"), idp.algorithms))
+    checks.append(await _check_jwks(idp.jwks_uri or endpoints.get("jwks_uri"), idp.algorithms,
+                                    context.outbound))
     registration = idp.registration_endpoint or endpoints.get("registration_endpoint")
     checks.append(Check(
         name="registration_endpoint", passed=registration is not None,
@@ -233,15 +239,15 @@ async def _dry_run(
         except SecretKeyError:
             return Check(name=name, passed=False, message="the stored initial access token cannot be "
                          "decrypted with the configured secret key(s)")
-    outcome = await discovery.dry_run_registration(registration, token, idp.kind)
+    outcome = await discovery.dry_run_registration(registration, token, idp.kind, context.outbound)
     return Check(name=name, passed=outcome.passed, message=outcome.message)
 
 
-async def _check_jwks(jwks_uri: str | None, algorithms: tuple[str, ...]) -> Check:
+async def _check_jwks(jwks_uri: str | None, algorithms: tuple[str, ...], guard: OutboundGuard) -> Check:
     if jwks_uri is None:
         return Check(name="jwks", passed=False, message="no jwks_uri is configured or discovered")
     try:
-        document = await discovery.fetch_json(jwks_uri, "the JWKS")
+        document = await discovery.fetch_json(jwks_uri, "the JWKS", guard)
     except discovery.OutboundError as exc:
         return Check(name="jwks", passed=False, message=f"{exc.code}: {exc.message}")
     usable, skipped = discovery.usable_keys(document, algorithms)
