@@ -1,5 +1,6 @@
 """The dashboard's FastAPI application: the admin REST API under ``/api/v1`` (OpenAPI document at
-``/api/openapi.json``) and the gateways' sync endpoints under ``/system``.
+``/api/openapi.json``), the gateways' sync endpoints under ``/system``, and the developer portal
+under ``/portal`` (its JSON API, then its pages).
 
 ``create_app`` only assembles routers around a ready :class:`DashboardContext`; building the context
 (database, migrations, keys, first admin) is ``service.py``'s job.
@@ -23,6 +24,7 @@ from propylon.dashboard.resources import resources_router
 from propylon.dashboard.snapshot import SqlSnapshotSource
 from propylon.dashboard.tyk_import import router as tyk_import_router
 from propylon.portal.api import portal_api_router
+from propylon.portal.web import portal_web_router
 
 
 def create_app(context: DashboardContext) -> FastAPI:
@@ -47,6 +49,7 @@ def create_app(context: DashboardContext) -> FastAPI:
     app.include_router(gateways_routes.router)
     app.include_router(tyk_import_router)
     app.include_router(portal_api_router())
+    app.include_router(portal_web_router())  # after the JSON API: its 404 page covers /portal/*
     if context.node_secret:
         app.include_router(
             sync_router(

@@ -228,6 +228,24 @@ class DeveloperTokenRow(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class PortalSessionRow(Base):
+    """A developer's signed-in browser session on the portal pages.
+
+    Only the SHA-256 digest of the session id (the cookie's value) is stored: a copy of this table
+    does not let anyone act as a developer. The session ends at ``expires_at`` (absolute) or when
+    unused for the idle lifetime since ``last_seen_at``, whichever comes first."""
+
+    __tablename__ = "portal_sessions"
+    id_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Hex SHA-256 of the session id."""
+    developer_id: Mapped[str] = mapped_column(ForeignKey("developers.id", ondelete="CASCADE"), index=True)
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+    """The token every form of this session carries (synchroniser token)."""
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class AuditEntryRow(Base):
     """Who changed what, when. Details never contain secrets."""
 
