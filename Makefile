@@ -67,5 +67,5 @@ hot-path: $(STAMP)
 	$(BIN)/python benchmarks/hot_path.py
 
 clean:
-	rm -rf $(VENV) $(COMPILED) build .mypy_cache .ruff_cache .pytest_cache .propylon \
+	rm -rf $(VENV) $(COMPILED) build .mypy_cache .ruff_cache .pytest_cache .propylon test-artifacts \
 		$(OIDC_DIR)/node_modules

@@ -1,0 +1,1 @@
+"""Real-browser tests of the developer portal (Playwright driving Debian's Chromium)."""
