@@ -1,0 +1,1 @@
+"""The provider's Alembic revision scripts, oldest first."""

@@ -1,0 +1,1 @@
+"""Tests of the embedded OpenID provider (``propylon idp``), through a real process."""
