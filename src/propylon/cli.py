@@ -1,4 +1,4 @@
-"""The ``propylon`` command: ``up``, ``gateway``, ``dashboard``, ``migrate``, ``check-config``.
+"""The ``propylon`` command: ``up``, ``gateway``, ``dashboard``, ``idp``, ``migrate``, ``check-config``.
 
 Settings are built here once, from flags over ``PROPYLON_*`` environment variables, and passed
 down; nothing else reads the environment.
@@ -7,8 +7,7 @@ down; nothing else reads the environment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,6 +131,176 @@ def migrate(**flags: Any) -> None:
     click.echo(f"{redact(settings.effective_database_url)}: at schema revision {revision}")
 
 
+def _provider_settings(**flags: Any) -> Any:
+    """Embedded IdP settings: PROPYLON_IDP_* environment first, then every flag given."""
+    from propylon.provider.settings import ProviderSettings
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return ProviderSettings(**given)
+    except pydantic.ValidationError as exc:
+        raise _usage_error(exc) from exc
+
+
+_IDP_DATA_DIR = click.option(
+    "--data-dir", type=click.Path(path_type=Path, file_okay=False),
+    help="Directory of the IdP database and signing keys (default ./.propylon). "
+         "Env: PROPYLON_IDP_DATA_DIR.")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--host", help="Listen address (default 127.0.0.1). Env: PROPYLON_IDP_HOST.")
+@click.option("--port", type=int,
+              help="Listen port (default 9400; 0 picks a free one). Env: PROPYLON_IDP_PORT.")
+@click.option("--issuer", help="Issuer URL (default http://127.0.0.1:PORT). Env: PROPYLON_IDP_ISSUER.")
+@_IDP_DATA_DIR
+@click.pass_context
+def idp(ctx: click.Context, /, **flags: Any) -> None:
+    """The embedded OpenID provider: without a subcommand, serve it.
+
+    It offers discovery, JWKS, RFC 7591/7592 registration with initial access tokens, the
+    client_credentials and authorization_code + PKCE grants with RFC 9068 JWT access tokens,
+    introspection and revocation. See docs/embedded-idp.md.
+    """
+    ctx.obj = {**(ctx.obj or {}), "idp_flags": flags}
+    if ctx.invoked_subcommand is None:
+        from propylon.provider.service import run_provider
+
+        sys.exit(run_provider(_provider_settings(**flags)))
+
+
+def _idp_subcommand_settings(ctx: click.Context, data_dir: Path | None) -> Any:
+    flags = dict(ctx.obj.get("idp_flags", {}))
+    if data_dir is not None:
+        flags["data_dir"] = data_dir
+    return _provider_settings(**flags)
+
+
+def _idp_failure(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@idp.command("create-iat")
+@click.option("--expires-in", type=click.IntRange(min=60), metavar="SECONDS",
+              help="Lifetime (default PROPYLON_IDP_INITIAL_ACCESS_TOKEN_LIFETIME, one day).")
+@click.option("--label", default="created with propylon idp create-iat", show_default=True,
+              help="What the token is for (stored with it).")
+@_IDP_DATA_DIR
+@click.pass_context
+def idp_create_iat(ctx: click.Context, expires_in: int | None, label: str, data_dir: Path | None) -> None:
+    """Create an initial access token for client registration and print it (shown once)."""
+    from propylon.provider.service import StartupError, create_initial_access_token
+
+    settings = _idp_subcommand_settings(ctx, data_dir)
+    try:
+        token = create_initial_access_token(settings, expires_in=expires_in, label=label)
+    except StartupError as exc:
+        raise _idp_failure(exc) from exc
+    click.echo(token)
+
+
+@idp.command("add-user")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from standard input (one line) instead of prompting.")
+@_IDP_DATA_DIR
+@click.pass_context
+def idp_add_user(ctx: click.Context, username: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Add a user who can sign in on the IdP's login page (authorization code flow)."""
+    from propylon.provider.service import StartupError, open_store
+    from propylon.provider.store import UserExists
+    from propylon.web.credentials import password_problem
+
+    if not username.strip() or len(username) > 200 or "\x00" in username:
+        raise click.BadParameter("must be 1 to 200 characters", param_hint="USERNAME")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = password_problem(password)
+    if problem is not None:
+        raise click.ClickException(f"the password {problem}")
+    settings = _idp_subcommand_settings(ctx, data_dir)
+    try:
+        store = open_store(settings)
+    except StartupError as exc:
+        raise _idp_failure(exc) from exc
+    try:
+        user_id = store.add_user(username, password)
+    except UserExists as exc:
+        raise _idp_failure(exc) from exc
+    finally:
+        store.close()
+    click.echo(f"added user {username} (sub {user_id})")
+
+
+@idp.command("rotate-keys")
+@click.option("--alg", type=click.Choice(["RS256", "ES256"]),
+              help="Algorithm of the new key (default PROPYLON_IDP_SIGNING_ALG, RS256).")
+@_IDP_DATA_DIR
+@click.pass_context
+def idp_rotate_keys(ctx: click.Context, alg: str | None, data_dir: Path | None) -> None:
+    """Add a new signing key; it signs new tokens at once (a running IdP picks it up), the old
+    ones stay published in the JWKS until retire-keys removes them."""
+    from propylon.provider.service import key_ring
+
+    settings = _idp_subcommand_settings(ctx, data_dir)
+    key = key_ring(settings).add(alg or settings.signing_alg)
+    click.echo(f"new signing key {key.kid} ({key.alg})")
+
+
+@idp.command("retire-keys")
+@click.option("--older-than", required=True, metavar="DURATION",
+              help="Remove keys created longer ago than this: seconds, or a number with s/m/h/d "
+                   "(e.g. 2h). Choose more than the token lifetime, or tokens still in use fail.")
+@_IDP_DATA_DIR
+@click.pass_context
+def idp_retire_keys(ctx: click.Context, older_than: str, data_dir: Path | None) -> None:
+    """Remove old signing keys from the JWKS (never the active one)."""
+    from propylon.provider.keys import KeyFileError
+    from propylon.provider.service import key_ring
+
+    seconds = _duration(older_than)
+    settings = _idp_subcommand_settings(ctx, data_dir)
+    try:
+        removed = key_ring(settings).retire(seconds)
+    except KeyFileError as exc:
+        raise _idp_failure(exc) from exc
+    click.echo(f"retired {len(removed)} key(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
+@idp.command("list-keys")
+@_IDP_DATA_DIR
+@click.pass_context
+def idp_list_keys(ctx: click.Context, data_dir: Path | None) -> None:
+    """List the signing keys (kid, algorithm, age, which one is active)."""
+    import time
+
+    from propylon.provider.keys import KeyFileError
+    from propylon.provider.service import key_ring
+
+    settings = _idp_subcommand_settings(ctx, data_dir)
+    ring = key_ring(settings)
+    try:
+        keys, active = ring.keys(), ring.active()
+    except KeyFileError as exc:
+        raise _idp_failure(exc) from exc
+    for key in keys:
+        marker = " (active)" if active is not None and key.kid == active.kid else ""
+        click.echo(f"{key.kid}  {key.alg}  {int(time.time()) - key.created_at}s old{marker}")
+
+
+def _duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    factor = units.get(value[-1:])
+    number = value[:-1] if factor is not None else value
+    if not number.isdigit():
+        raise click.BadParameter(f"{text!r}: expected seconds or a number with s/m/h/d",
+                                 param_hint="--older-than")
+    return int(number) * (factor or 1)
+
+
 @main.command("check-config")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 def check_config(path: Path) -> None:
@@ -212,60 +381,58 @@ def import_tyk(paths: tuple[Path, ...], out: Path | None, issuers: tuple[str, ..
 
 @main.command()
 @click.option("--port", type=int, default=8080, show_default=True, help="Gateway port.")
+@click.option("--dashboard-port", type=int, default=3000, show_default=True,
+              help="Dashboard, admin API and developer portal port.")
+@click.option("--idp-port", type=int, default=9400, show_default=True,
+              help="Embedded OpenID provider port.")
 @click.option("--upstream-port", type=int, default=9000, show_default=True,
               help="Port of the demo echo upstream.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path(".propylon"), show_default=True)
-def up(port: int, upstream_port: int, data_dir: Path) -> None:
-    """Start Propylon with the embedded defaults and a seeded demo (no external services)."""
-    import uvloop
+              default=Path(".propylon"), show_default=True,
+              help="Where everything is kept (SQLite databases, keys, logs); a restart keeps it.")
+def up(port: int, dashboard_port: int, idp_port: int, upstream_port: int, data_dir: Path) -> None:
+    """Start gateway, dashboard + portal and the embedded OpenID provider with a seeded demo.
 
-    settings = GatewaySettings(port=port, data_dir=data_dir)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        try:
-            runner.run(_up(settings, upstream_port))
-        except OSError as exc:
-            raise click.ClickException(
-                f"{exc}. Is another program using the port? Choose others with --port / "
-                "--upstream-port."
-            ) from exc
+    No external service is needed: SQLite and in-memory counters in the data directory. Ctrl-C
+    stops everything cleanly.
+    """
+    from propylon.stack.supervisor import StackError
+    from propylon.stack.up import UpOptions, run_up
 
-
-async def _up(settings: GatewaySettings, upstream_port: int) -> None:
-    from propylon.demo.seed import demo_config
-    from propylon.demo.upstream import start_echo_upstream
-    from propylon.gateway.service import GatewayService
-
+    options = UpOptions(data_dir=data_dir, gateway_port=port, dashboard_port=dashboard_port,
+                        idp_port=idp_port, upstream_port=upstream_port)
     try:
-        upstream = await start_echo_upstream("127.0.0.1", upstream_port)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot listen on 127.0.0.1:{upstream_port}") from exc
-    service = GatewayService(settings, demo_config(upstream_port))
-    try:
-        await service.start()
-        base = f"http://{settings.host}:{service.port}"
-        click.echo(
-            f"\nPropylon is up.\n"
-            f"  gateway        {base}\n"
-            f"  demo upstream  http://127.0.0.1:{upstream_port}  (echoes what it receives)\n"
-            f"  analytics      {settings.analytics_file}\n\n"
-            f"Try it:\n"
-            f"  curl -i {base}/demo/hello          # proxied, with RateLimit headers\n"
-            f"  for i in $(seq 6); do curl -s -o /dev/null -w '%{{http_code}}\\n' "
-            f"{base}/demo/hello; done   # the 6th gets 429\n\n"
-            f"Press Ctrl-C to stop.\n"
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-    finally:
-        await service.stop()
-        upstream.close()
-        with contextlib.suppress(Exception):
-            await upstream.wait_closed()
-        click.echo("Propylon stopped; analytics flushed.")
+        status = asyncio.run(run_up(options, sys.stdout, _embedded_iat))
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(status)
+
+
+def _embedded_iat(idp_data_dir: Path) -> str:
+    """An initial access token at the embedded IdP whose data is in ``idp_data_dir``."""
+    from propylon.provider.service import create_initial_access_token
+    from propylon.provider.settings import ProviderSettings
+
+    # Opening the IdP's database runs its migrations; their INFO lines would bury up's banner.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return create_initial_access_token(ProviderSettings(data_dir=idp_data_dir), expires_in=3600,
+                                       label="propylon up: demo seed")
+
+
+@main.command()
+@click.option("--dashboard", "dashboard_url", default="http://127.0.0.1:3000", show_default=True,
+              help="Base URL of the dashboard (portal) of a running `propylon up`.")
+@click.option("--gateway", "gateway_url", default="http://127.0.0.1:8080", show_default=True,
+              help="Base URL of its gateway.")
+def demo(dashboard_url: str, gateway_url: str) -> None:
+    """Run the demo flow headlessly against a running `propylon up`, printing each step.
+
+    Sign up, register an OAuth client (DCR), get a token, call the API, hit the rate limit, delete
+    the client, see the token refused. Exit status 0 only if every step behaved as expected.
+    """
+    from propylon.demo.flow import run_demo
+
+    sys.exit(asyncio.run(run_demo(dashboard_url, gateway_url, sys.stdout)))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ ALLOWED: dict[str, set[str]] = {
     "dashboard": {"domain", "policy", "storage", "analytics", "idp", "tyk", "settings", "logs", "web",
                   "portal"},
     "portal": {"domain", "policy", "storage", "idp", "web", "dashboard", "settings", "logs"},
-    "cli": {"domain", "gateway", "dashboard", "storage", "demo", "settings", "logs", "tyk"},
+    "provider": {"web"},
+    "stack": {"demo", "storage"},
+    "cli": {"domain", "gateway", "dashboard", "storage", "demo", "settings", "logs", "tyk", "provider", "web",
+            "stack"},
 }
 # Modules that must stay free of I/O and frameworks.
 PURE_PARTS = {"domain", "policy"}

@@ -1,1 +1,2 @@
-"""The demo pieces `propylon up` starts: a small upstream API and a seed configuration."""
+"""The demo of `propylon up`: a small upstream API, the seed written through the admin API, and the
+headless flow of `propylon demo`."""

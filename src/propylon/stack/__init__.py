@@ -1,0 +1,1 @@
+"""The embedded stack behind `propylon up`: starting, watching and stopping its processes."""
