@@ -101,7 +101,9 @@ async def hot_path(
 ) -> AsyncIterator[Callable[[int], None]]:
     """A started gateway wired to in-memory transports; yields ``drive(n)`` (n requests)."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = GatewaySettings(port=0, data_dir=Path(tmp), analytics_enabled=analytics)
+        # The benchmark's JWKS server listens on loopback: the SSRF guard must allow it.
+        settings = GatewaySettings(port=0, data_dir=Path(tmp), analytics_enabled=analytics,
+                                   outbound_allowed_networks=("127.0.0.0/8",))
         service = GatewayService(settings, parse_config(config))
         await service.start()
         try:

@@ -111,8 +111,11 @@ def _kill_leftover_group(pgid: int) -> None:
         return
 
 
-def start_process(name: str, argv: Sequence[str], workdir: Path) -> ManagedProcess:
-    """Start ``argv`` in its own session with output to ``workdir/<name>.log``."""
+def start_process(
+    name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None
+) -> ManagedProcess:
+    """Start ``argv`` in its own session with output to ``workdir/<name>.log``; ``env`` is added
+    to this process's environment."""
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
@@ -121,6 +124,7 @@ def start_process(name: str, argv: Sequence[str], workdir: Path) -> ManagedProce
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=workdir,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
     return ManagedProcess(name=name, popen=popen, log_path=log_path)

@@ -212,7 +212,11 @@ def start_propylon(context: StartContext, workers: int) -> Target:
         "--data-dir",
         str(data_dir),
     ]
-    process = start_process(name, argv, prefix)
+    # The benchmark's JWKS server listens on loopback, which the gateway's SSRF guard refuses
+    # unless the network is allowed.
+    process = start_process(
+        name, argv, prefix, env={"PROPYLON_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    )
     wait_ready(process, port, lambda: _probe(port, context.probe_token))
     return Target(
         name=name,

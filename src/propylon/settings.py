@@ -16,10 +16,33 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
+
+
+def _allowed_networks(value: Any) -> Any:
+    """``PROPYLON_OUTBOUND_ALLOWED_NETWORKS`` (comma-separated) or a sequence, as normalised CIDR
+    strings; a bad entry is refused with its value named."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        normalised = []
+        for item in value:
+            try:
+                normalised.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"outbound_allowed_networks: {item!r} is not an IP network "
+                                 "in CIDR notation (e.g. 10.0.0.0/8)") from exc
+        return tuple(normalised)
+    return value
+
+
+# One field type for every process whose outbound requests go through the SSRF guard
+# (outbound/guard.py), so that the dashboard and the gateways read the variable the same way.
+# NoDecode: the environment value is a comma-separated list, not JSON.
+AllowedNetworks = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_allowed_networks)]
 
 
 class GatewaySettings(BaseSettings):
@@ -106,6 +129,15 @@ class GatewaySettings(BaseSettings):
     """Redis URL (``redis://host:6379/0``). In dashboard mode the gateway also listens on the
     config-change channel, so a change reaches it even between long polls."""
 
+    outbound_allowed_networks: AllowedNetworks = ()
+    """Networks (CIDR, comma-separated: ``10.20.0.0/16,fd00::/8``) that the gateway's JWKS and
+    OpenID discovery fetches may reach although they are not public; the same variable and rules as
+    the dashboard's. By default only public addresses are reached: a ``jwks_uri`` (or issuer)
+    resolving to a loopback, private, link-local, CGNAT, multicast or reserved address is not
+    fetched (logged, naming the address class; that issuer's tokens get the generic 401 as in any
+    JWKS outage). Allow the network of an IdP that runs on a private network (``127.0.0.0/8`` for
+    one on this host, as in development)."""
+
     @model_validator(mode="after")
     def _analytics_default(self) -> GatewaySettings:
         if self.analytics_file is None and self.analytics_enabled:
@@ -185,7 +217,7 @@ class DashboardSettings(BaseSettings):
     admin_login_window: float = Field(default=300.0, gt=0, le=86_400)
     """Seconds over which failed admin password logins are counted (a sliding window)."""
 
-    outbound_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    outbound_allowed_networks: AllowedNetworks = ()
     """Networks (CIDR, comma-separated: ``10.20.0.0/16,fd00::/8``) that requests to identity
     providers may reach although they are not public. By default only public addresses are
     reached: the SSRF guard refuses loopback, private, link-local, CGNAT, multicast and reserved
@@ -199,22 +231,6 @@ class DashboardSettings(BaseSettings):
     reconcile_after: float = Field(default=600.0, ge=0, le=30 * 86_400)
     """Seconds a pending or failed client registration is left alone before the reconciler cleans
     it up (a registration in progress must not be taken for an abandoned one)."""
-
-    @field_validator("outbound_allowed_networks", mode="before")
-    @classmethod
-    def _networks(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
-        if isinstance(value, list | tuple):
-            normalised = []
-            for item in value:
-                try:
-                    normalised.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
-                except ValueError as exc:
-                    raise ValueError(f"outbound_allowed_networks: {item!r} is not an IP network "
-                                     "in CIDR notation (e.g. 10.0.0.0/8)") from exc
-            return tuple(normalised)
-        return value
 
     @property
     def effective_database_url(self) -> str:

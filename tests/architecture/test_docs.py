@@ -15,7 +15,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 def test_every_gateway_setting_is_in_the_configuration_reference() -> None:
     text = (DOCS / "configuration.md").read_text()
-    missing = [n for n in GatewaySettings.model_fields if f"PROPYLON_{n.upper()}" not in text]
+    start = text.index("## Gateway settings")
+    section = text[start:text.index("\n## ", start + 1)]
+    missing = [n for n in GatewaySettings.model_fields if f"`PROPYLON_{n.upper()}`" not in section]
     assert not missing
 
 

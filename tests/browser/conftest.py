@@ -24,6 +24,7 @@ import pytest
 from tests.support.browser import artifacts_dir, browser, pytest_runtest_makereport, steps
 from tests.support.oidc_provider import OidcProvider, start_oidc_provider
 from tests.support.processes import (
+    LOOPBACK_ALLOWED,
     NODE_SECRET,
     admin_token,
     free_port,
@@ -150,7 +151,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with_gateway_url = _portal_settings_take_gateway_url(admin, gateway)
         gw = spawn("gateway", "--dashboard", dashboard, "--port", str(gw_port),
                    "--data-dir", str(data / "gw"), log=logs / "gateway.log",
-                   env={"PROPYLON_NODE_SECRET": NODE_SECRET, "PROPYLON_NODE_ID": "browser-gateway"})
+                   env={"PROPYLON_NODE_SECRET": NODE_SECRET, "PROPYLON_NODE_ID": "browser-gateway",
+                        **LOOPBACK_ALLOWED})
         procs.append(gw)
         wait_http(f"{gateway}/", gw)
         _wait_until_served(f"{gateway}{API_PATH}")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from propylon.dashboard import discovery
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 from propylon.storage.sql.database import Database
 from propylon.storage.sql.schema import IdentityProviderRow, OAuthClientRow
 from tests.dashboard.conftest import Dashboard

@@ -17,6 +17,9 @@ from propylon.settings import GatewaySettings
 
 StartGateway = Callable[..., Awaitable[GatewayService]]
 
+LOOPBACK = ("127.0.0.0/8",)
+"""The allow-list of gateways whose IdP (JWKS) runs on this host."""
+
 
 @pytest.fixture
 async def echo_port() -> AsyncIterator[int]:
@@ -34,7 +37,10 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
 
     async def start(config: dict[str, Any] | GatewayConfig, **settings: Any) -> GatewayService:
         cfg = config if isinstance(config, GatewayConfig) else parse_config(config)
-        options: dict[str, Any] = {"port": 0, "data_dir": tmp_path / f"gw{len(services)}"}
+        # The test IdPs listen on loopback, which the gateway's SSRF guard refuses unless allowed;
+        # a test of the guard itself passes outbound_allowed_networks=().
+        options: dict[str, Any] = {"port": 0, "data_dir": tmp_path / f"gw{len(services)}",
+                                   "outbound_allowed_networks": LOOPBACK}
         options.update(settings)
         service = GatewayService(GatewaySettings(**options), cfg)
         await service.start()

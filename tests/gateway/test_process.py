@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.processes import free_port, wait_http
+from tests.support.processes import LOOPBACK_ALLOWED, free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,8 @@ def _start(config_file: Path, data_dir: Path, port: int, *extra: str) -> subproc
         [sys.executable, "-m", "propylon.cli", "gateway", "--config", str(config_file),
          "--port", str(port), "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # The test IdP (JWKS) listens on loopback, which the SSRF guard refuses unless allowed.
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **LOOPBACK_ALLOWED},
     )
 
 

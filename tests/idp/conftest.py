@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 from tests.gateway.conftest import client, echo_port, start_gateway
 from tests.support.oidc_provider import OidcProvider, start_oidc_provider
 

@@ -12,11 +12,12 @@ from propylon.idp.client_management import read_client
 from propylon.idp.outbound import OutboundFailure, send
 from propylon.idp.protocol import ClientRequest, RegistrationError
 from propylon.idp.registration import DcrClient
-from propylon.idp.ssrf import AddressRefused, OutboundGuard, parse_networks
+from propylon.outbound.guard import OutboundGuard, parse_networks
 from tests.idp.conftest import LOOPBACK
 from tests.idp.test_registration import Scripted, answer
 from tests.idp.test_registration import idp as scripted_idp
 from tests.support.registration_server import RegistrationServer
+from tests.support.resolving_guard import ResolvingGuard
 
 __all__ = ["scripted_idp"]
 
@@ -108,35 +109,18 @@ async def test_private_targets_are_refused_before_connecting(url: str) -> None:
     assert " address" in caught.value.message
 
 
-class _Resolving(OutboundGuard):
-    """A guard whose resolver knows one made-up name (a test DNS, not a mock of the connection)."""
-
-    def __init__(self, name: str, address: str) -> None:
-        super().__init__(["127.0.0.0/8"])
-        self.name, self.address, self.lookups = name, address, 0
-
-    async def resolve(self, host: str, port: int) -> list[str]:
-        if host == self.name:
-            self.lookups += 1
-            why = self.refusal(ipaddress.ip_address(self.address))
-            if why is not None:
-                raise AddressRefused(host, f"{host} ({self.address}) is {why}")
-            return [self.address]
-        return await super().resolve(host, port)
-
-
 async def test_the_connection_goes_to_the_checked_address() -> None:
     # "idp.invalid" exists in no DNS: the request can only reach the server through the address
     # the guard checked, so the socket is pinned to it (nothing is looked up a second time).
     with RegistrationServer() as server:
         registered = server.add_client()
         port = server.base_url.rsplit(":", 1)[1]
-        guard = _Resolving("idp.invalid", "127.0.0.1")
+        guard = ResolvingGuard("idp.invalid", "127.0.0.1")
         config = await read_client(f"http://idp.invalid:{port}/register/{registered.client_id}",
                                    registered.access_token, guard=guard)
         assert config.metadata["client_id"] == registered.client_id
         assert guard.lookups == 1
-        rebound = _Resolving("idp.invalid", "10.9.8.7")
+        rebound = ResolvingGuard("idp.invalid", "10.9.8.7")
         with pytest.raises(RegistrationError) as caught:
             await read_client(f"http://idp.invalid:{port}/register/{registered.client_id}",
                               registered.access_token, guard=rebound)

@@ -18,7 +18,15 @@ import httpx
 import pytest
 
 from tests.gateway.test_process import _stop, _wait_for_status, echo_server  # noqa: F401
-from tests.support.processes import NODE_SECRET, admin_token, free_port, spawn, start_dashboard, wait_http
+from tests.support.processes import (
+    LOOPBACK_ALLOWED,
+    NODE_SECRET,
+    admin_token,
+    free_port,
+    spawn,
+    start_dashboard,
+    wait_http,
+)
 from tests.tyk.test_translate import SAMPLES
 
 pytestmark = pytest.mark.slow
@@ -28,7 +36,8 @@ PROPAGATION_LIMIT = 2.0
 
 def _start_gateway(dashboard: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     proc = spawn("gateway", "--dashboard", dashboard, "--port", str(port), "--data-dir", str(data_dir),
-                  env={"PROPYLON_NODE_SECRET": NODE_SECRET, "PROPYLON_NODE_ID": "it-gateway"})
+                  env={"PROPYLON_NODE_SECRET": NODE_SECRET, "PROPYLON_NODE_ID": "it-gateway",
+                       **LOOPBACK_ALLOWED})
     wait_http(f"http://127.0.0.1:{port}/", proc)
     return proc
 

@@ -16,7 +16,7 @@ from tests.portal.conftest import Portal, add, add_developer, configure, develop
 
 from propylon.dashboard.errors import ApiError
 from propylon.domain.config import parse_config
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 from propylon.portal.registration import (
     AlreadyRegistered,
     RegistrationRequest,

@@ -17,7 +17,7 @@ from propylon.idp.client_management import DeleteOutcome
 from propylon.idp.discovery import discover, discovery_url
 from propylon.idp.protocol import ClientRequest, RegistrationError
 from propylon.idp.registration import DcrClient
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 from propylon.settings import GatewaySettings
 from tests.provider.conftest import RunningIdp
 
@@ -86,7 +86,8 @@ async def test_gateway_accepts_the_embedded_idps_tokens(
                   "auth": {"type": "jwt", "identity_provider": "embedded", "identity_claim": "client_id"}}],
         "policies": [{"id": "gold", "access_rights": {"orders": {}}}],
     })
-    gateway = GatewayService(GatewaySettings(port=0, data_dir=tmp_path / "gw"), config)
+    gateway = GatewayService(GatewaySettings(port=0, data_dir=tmp_path / "gw",
+                                             outbound_allowed_networks=("127.0.0.0/8",)), config)
     await gateway.start()
     try:
         dcr = DcrClient("generic", f"{idp.issuer}/register", idp.iat(), guard=LOOPBACK)

@@ -13,6 +13,9 @@ import httpx
 
 NODE_SECRET = "test-process-node-secret-0123456789abcdef"
 ADMIN_PASSWORD = "test process admin password"
+LOOPBACK_ALLOWED = {"PROPYLON_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8"}
+"""The environment that lets a dashboard's or gateway's SSRF guard reach the test IdPs, which
+listen on loopback (refused unless allowed)."""
 
 
 def free_port() -> int:
@@ -52,8 +55,7 @@ def start_dashboard(port: int, data_dir: str, log: Path | None = None, **env: st
     """``propylon dashboard`` on ``port`` with a known admin password and node secret, ready."""
     proc = spawn("dashboard", "--port", str(port), "--data-dir", data_dir, log=log, env={
         "PROPYLON_NODE_SECRET": NODE_SECRET, "PROPYLON_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        # The test IdPs listen on loopback, which the SSRF guard refuses unless allowed.
-        "PROPYLON_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8", **env,
+        **LOOPBACK_ALLOWED, **env,
     })
     wait_http(f"http://127.0.0.1:{port}/api/openapi.json", proc)
     return proc

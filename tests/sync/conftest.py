@@ -61,6 +61,8 @@ async def start_synced_gateway(tmp_path: Path, echo_port: int) -> AsyncIterator[
             "dashboard_url": url,
             "node_secret": NODE_SECRET,
             "node_id": "gw-test",
+            # The test IdPs (JWKS) listen on loopback, which the SSRF guard refuses unless allowed.
+            "outbound_allowed_networks": ("127.0.0.0/8",),
         }
         options.update(settings)
         service = GatewayService(GatewaySettings(**options))

@@ -14,7 +14,7 @@ from fastapi import Request
 from propylon.dashboard.nodes import NodeRegistry
 from propylon.dashboard.notify import ConfigNotifier
 from propylon.dashboard.throttle import LoginThrottle
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 from propylon.settings import DashboardSettings
 from propylon.storage.secret_box import SecretBox
 from propylon.storage.sql.database import Database

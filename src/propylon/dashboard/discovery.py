@@ -21,7 +21,7 @@ from propylon.idp.client_management import DeleteOutcome
 from propylon.idp.discovery import DISCOVERED_FIELDS, OutboundError, ProviderMetadata, usable_keys
 from propylon.idp.protocol import RegistrationError
 from propylon.idp.registration import ClientRequest, DcrClient, StoredClient
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 
 __all__ = [
     "DISCOVERED_FIELDS", "TIMEOUT_SECONDS", "DryRun", "OutboundError", "ProviderMetadata",

@@ -8,7 +8,9 @@ refresh and keeps answering from the current keys. An unknown ``kid`` goes throu
 
 While the IdP is down or answers garbage, the last good keys are served for up to ``max_stale``
 seconds after they were fetched; with a ``state_file`` they survive a restart too. A failure never
-escapes this module as an exception: it is logged, and the caller sees "no key".
+escapes this module as an exception: it is logged, and the caller sees "no key". The gateway's
+client goes through the SSRF guard (``outbound.guard``, DESIGN §5): a JWKS or discovery URL whose
+host resolves to a refused address (loopback, private… unless allowed) is such a failure.
 
 Keys are filtered on the way in (DESIGN §4, RFC 8725): symmetric keys, encryption keys, private
 key material, RSA keys under 2048 bits, unsupported curves and keys whose ``alg`` disagrees with
@@ -41,6 +43,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from propylon.domain.config import ASYMMETRIC_ALGORITHMS
+from propylon.outbound.guard import AddressRefused
 
 logger = logging.getLogger(__name__)
 
@@ -408,6 +411,10 @@ class JwksCache:
                         if len(body) > self._max_bytes:
                             raise _FetchError(f"{url} answered more than {self._max_bytes} bytes")
                     cache_control = response.headers.get("cache-control")
+        except AddressRefused as exc:
+            # The SSRF guard (outbound/guard.py) refused the host before any connection: its
+            # message names the address and its class (loopback, private…) and the allow-list.
+            raise _FetchError(f"{url} was not fetched: {exc.message}") from exc
         except TimeoutError as exc:
             raise _FetchError(f"{url} timed out after {self._timeout}s") from exc
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:

@@ -1,8 +1,9 @@
 """One gateway process, wired: listener, runtime, upstream pool, analytics, reload, shutdown.
 
 :class:`GatewayService` owns each resource of a running gateway and starts and stops them in pairs
-(HTTP client for JWKS, compiled runtime, upstream pool, analytics buffer, config watcher, timeout
-sweeper, listening socket, and in dashboard mode the config source and analytics shipping).
+(HTTP client for JWKS, behind the SSRF guard; compiled runtime, upstream pool, analytics buffer,
+config watcher, timeout sweeper, listening socket, and in dashboard mode the config source and
+analytics shipping).
 :func:`run_gateway` runs one service on uvloop until SIGTERM/SIGINT,
 reloading on SIGHUP; a graceful stop finishes in-flight requests (within a grace period) and
 flushes every analytics record.
@@ -29,6 +30,7 @@ from propylon.gateway.dashboard_source import DashboardConfigSource
 from propylon.gateway.runtime import Runtime
 from propylon.gateway.server import GatewayServer
 from propylon.gateway.upstream import UpstreamPool
+from propylon.outbound.guard import OutboundGuard
 from propylon.settings import GatewaySettings
 from propylon.storage.memory_counters import MemoryCounters
 
@@ -98,7 +100,12 @@ class GatewayService:
             if settings.config_file is None:
                 raise ValueError("a configuration file, a dashboard URL or a configuration is required")
             config = load_config_file(settings.config_file)
-        self._http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False)
+        # JWKS and discovery URLs come from admins (and a discovered jwks_uri from the IdP): the
+        # same SSRF guard as the dashboard's IdP calls decides which addresses they may reach.
+        guard = OutboundGuard(settings.outbound_allowed_networks)
+        self._http = httpx.AsyncClient(
+            transport=guard.transport(), follow_redirects=False, timeout=5.0, trust_env=False
+        )
         self.runtime = Runtime(
             http=self._http,
             counters=MemoryCounters(),

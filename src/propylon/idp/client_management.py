@@ -32,7 +32,7 @@ from propylon.idp.protocol import (
     json_object,
     public_metadata,
 )
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 
 __all__ = [
     "DEFAULT_TIMEOUT", "MAX_RESPONSE_BYTES", "SECRET_FIELDS", "ClientConfiguration", "DeleteOutcome",

@@ -24,7 +24,7 @@ from jwt.exceptions import PyJWTError
 
 from propylon.domain.config import ASYMMETRIC_ALGORITHMS
 from propylon.idp.outbound import DEFAULT_TIMEOUT, OutboundFailure, send
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """Largest discovery document or JWKS read (real ones are a few kilobytes)."""

@@ -3,7 +3,7 @@
 IdP URLs come from admins and from the IdP's own answers, and some requests carry credentials
 (initial access tokens, registration access tokens, Okta API tokens), so every request follows the
 same rules: ``http``/``https`` URLs without userinfo only, the host's addresses pass the SSRF guard
-(``idp.ssrf``: public addresses, or networks an admin allowed; the connection goes to the checked
+(``outbound.guard``: public addresses, or networks an admin allowed; the connection goes to the checked
 address), redirects are never followed (a redirect would carry the credential elsewhere, and past
 the guard), proxies from the environment are ignored, one deadline bounds
 the whole exchange (httpx's timeouts are per operation: a server trickling one byte at a time would
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from propylon.idp.ssrf import AddressRefused, OutboundGuard
+from propylon.outbound.guard import AddressRefused, OutboundGuard
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds for one whole request (connect, send, read the answer)."""

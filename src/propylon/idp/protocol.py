@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from propylon.idp.outbound import OutboundFailure, send, url_problem
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 
 MAX_RESPONSE_BYTES = 256 * 1024
 """Largest response body read from a registration endpoint; client metadata is a few kilobytes."""

@@ -31,7 +31,7 @@ from propylon.idp.client_management import (
 )
 from propylon.idp.outbound import DEFAULT_TIMEOUT
 from propylon.idp.protocol import ClientRequest, RegistrationError, call, json_object, public_metadata
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 
 __all__ = ["ClientRequest", "DcrClient", "RegisteredClient", "RotatedSecret", "StoredClient"]
 

@@ -34,7 +34,8 @@ from propylon.stack.supervisor import (
 from propylon.storage.secret_box import read_or_create_secret_file
 
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
-"""The embedded IdP runs on loopback, so the dashboard's SSRF guard must let it be called."""
+"""The embedded IdP runs on loopback, so the SSRF guard of the dashboard (discovery, registration)
+and of the gateway (JWKS) must let it be called."""
 
 DEMO_AUDIENCE = "urn:propylon:demo"
 """The ``aud`` of the embedded IdP's access tokens, which the demo API requires."""
@@ -138,7 +139,8 @@ def _specs(options: UpOptions, credentials: Credentials) -> tuple[ChildSpec, Chi
               "--data-dir", str(options.data_dir / "gateway"), "--dashboard", dashboard_url],
         ready_url=f"{_url(options.host, options.gateway_port)}/",
         log_file=logs / "gateway.log",
-        env={"PROPYLON_NODE_SECRET": credentials.node_secret},
+        env={"PROPYLON_NODE_SECRET": credentials.node_secret,
+             "PROPYLON_OUTBOUND_ALLOWED_NETWORKS": LOOPBACK_NETWORKS},
     )
     return idp, dashboard, gateway
 

@@ -40,7 +40,7 @@ from propylon.domain.resources import (
     Unset,
     secret_change,
 )
-from propylon.idp.ssrf import OutboundGuard
+from propylon.outbound.guard import OutboundGuard
 from propylon.storage.secret_box import SecretKeyError
 from propylon.storage.sql.schema import IdentityProviderRow
 

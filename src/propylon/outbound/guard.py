@@ -1,9 +1,11 @@
 """The SSRF guard of every request Propylon sends to an identity provider (DESIGN §5).
 
 IdP URLs come from admins (discovery, JWKS, registration endpoints) and from IdPs' own answers
-(``registration_client_uri``), and the dashboard usually sits inside a network it should not let
-anyone probe. So before a connection is opened its host is resolved and **every** address it
-resolves to must be public: loopback, private (RFC 1918, IPv6 unique local), link-local,
+(``registration_client_uri``, a discovered ``jwks_uri``), and the dashboard and the gateways
+usually sit inside a network they should not let anyone probe. Both planes use this one guard:
+the dashboard through ``idp.outbound``, the gateway for its JWKS and discovery fetches. So
+before a connection is opened its host is resolved and **every** address it resolves to must be
+public: loopback, private (RFC 1918, IPv6 unique local), link-local,
 shared/CGNAT (100.64.0.0/10), multicast, reserved, unspecified and other non-global addresses are
 refused, IPv6 addresses that embed IPv4 ones (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, NAT64
 ``64:ff9b::/96``, Teredo) are judged by the IPv4 addresses they carry, unless the address is
