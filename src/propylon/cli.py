@@ -332,7 +332,9 @@ def import_tyk(paths: tuple[Path, ...], out: Path | None, issuers: tuple[str, ..
     """Translate Tyk Classic API definitions and policies into a gateway configuration, or import
     them into a dashboard's database (idempotent: importing again changes nothing).
 
-    Prints what could not be carried over. The same input always gives the same output.
+    A Tyk Dashboard configuration (tyk_analytics.conf) among PATHS gives the portal's
+    oauth_redirect_uri_separator, which only --dashboard imports. Prints what could not be carried
+    over. The same input always gives the same output.
     """
     import yaml
 
@@ -353,13 +355,16 @@ def import_tyk(paths: tuple[Path, ...], out: Path | None, issuers: tuple[str, ..
     docs = TykDocuments()
     try:
         for path in paths:
-            found = read_tyk(path)
-            docs.apis += found.apis
-            docs.policies += found.policies
-            docs.unrecognised += found.unrecognised
+            docs.add(read_tyk(path))
     except TykFileError as exc:
         raise click.ClickException(str(exc)) from exc
-    result = translate(docs.apis, docs.policies, issuers=mapping)
+    result = translate(docs.apis, docs.policies, issuers=mapping, dashboard_configs=docs.dashboard_configs)
+    # Portal settings live in the dashboard's database, not in a gateway configuration file.
+    for key, value in result.portal_settings.items():
+        result.report.note("Tyk Dashboard configuration", f"{key} {value!r} is a portal setting, not "
+                           "applicable to a gateway configuration file; import with --dashboard to set it")
+    for location, message in result.problems:
+        result.report.note(location, f"not applicable here, and --dashboard would refuse it: {message}")
     try:
         parse_config(result.config)
     except ConfigError as exc:

@@ -10,7 +10,8 @@ import httpx
 
 from propylon.dashboard.snapshot import SqlSnapshotSource
 from tests.dashboard.conftest import Dashboard
-from tests.dashboard.documents import api_doc, audit, created, version
+from tests.dashboard.documents import api_doc, audit, created, locations, version
+from tests.tyk.test_dashboard_config import SECRETS, dashboard_conf
 from tests.tyk.test_translate import KEYCLOAK_JWKS, POLICIES, SAMPLES, jwt_api
 
 ISSUER = "https://sso.example.com/realms/acme"
@@ -134,3 +135,86 @@ async def test_bad_requests_and_missing_credentials(
     response = await admin.post("/api/v1/import/tyk", json={"documents": [], "surprise": 1})
     assert response.status_code == 422
     assert {p["location"] for p in response.json()["problems"]} == {"documents", "surprise"}
+
+
+SEPARATOR_PATH = "documents.2.oauth_redirect_uri_separator"
+
+
+async def test_a_dashboard_config_sets_the_portals_redirect_uri_separator(
+    admin: httpx.AsyncClient, dashboard: Dashboard
+) -> None:
+    database = dashboard.context.database
+    saved = await admin.put("/api/v1/portal-settings", json={"portal_name": "Acme APIs", "gateway_url":
+                                                             "https://api.example"})
+    assert saved.status_code == 200, saved.text
+    before = await version(database)
+
+    body = tyk_body()
+    body["documents"].append(dashboard_conf())
+    response = await admin.post("/api/v1/import/tyk", json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["updated"] == ["portal-settings"]
+    assert len(result["created"]) == 4
+    assert result["config_version"] == before + 1 == await version(database)
+    assert any(line.startswith("Tyk Dashboard configuration documents.2: settings with no Propylon")
+               and "admin_secret" in line for line in result["skipped"])
+    assert not [secret for secret in SECRETS if secret in response.text]
+
+    settings = (await admin.get("/api/v1/portal-settings")).json()
+    assert settings["oauth_redirect_uri_separator"] == ";"
+    assert (settings["portal_name"], settings["gateway_url"]) == ("Acme APIs", "https://api.example")
+    [entry] = [e for e in await audit(database)
+               if e.resource_type == "portal-settings" and e.action == "import"]
+    assert entry.details["source"] == "tyk"
+    assert entry.details["document"]["oauth_redirect_uri_separator"] == ";"
+    assert not [secret for secret in SECRETS
+                for e in await audit(database) if secret in json.dumps(e.details)]
+
+    # Importing the same files again changes nothing, the settings included.
+    audit_count = len(await audit(database))
+    again = (await admin.post("/api/v1/import/tyk", json=body)).json()
+    assert "portal-settings" in again["unchanged"]
+    assert again["created"] == again["updated"] == []
+    assert again["config_version"] is None
+    assert (await version(database), len(await audit(database))) == (before + 1, audit_count)
+
+
+async def test_a_dashboard_config_alone_or_a_dry_run(admin: httpx.AsyncClient, dashboard: Dashboard) -> None:
+    database = dashboard.context.database
+    start = await version(database)
+    # The default separator already: nothing to do.
+    same = (await admin.post("/api/v1/import/tyk", json={"documents": [
+        dashboard_conf(oauth_redirect_uri_separator=",")]})).json()
+    assert (same["unchanged"], same["config_version"]) == (["portal-settings"], None)
+    dry = (await admin.post("/api/v1/import/tyk", json={"documents": [dashboard_conf()], "dry_run": True}))
+    assert dry.json()["updated"] == ["portal-settings"]
+    assert await version(database) == start
+    assert (await admin.get("/api/v1/portal-settings")).json()["updated_at"] is None
+    done = (await admin.post("/api/v1/import/tyk", json={"documents": [dashboard_conf()]})).json()
+    assert done["config_version"] == start + 1
+    assert (await admin.get("/api/v1/portal-settings")).json()["oauth_redirect_uri_separator"] == ";"
+
+
+async def test_a_bad_separator_refuses_the_whole_import(
+    admin: httpx.AsyncClient, dashboard: Dashboard
+) -> None:
+    database = dashboard.context.database
+    before = (await version(database), len(await audit(database)))
+    body = tyk_body()
+    body["documents"].append(dashboard_conf(oauth_redirect_uri_separator="/"))
+    response = await admin.post("/api/v1/import/tyk", json=body)
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["location"] == SEPARATOR_PATH
+    assert "appear inside URLs" in problem["message"]
+    assert not [secret for secret in SECRETS if secret in response.text]
+    assert (await version(database), len(await audit(database))) == before
+    assert (await admin.get("/api/v1/policies/bronze")).status_code == 404
+    assert (await admin.get("/api/v1/portal-settings")).json()["oauth_redirect_uri_separator"] == ","
+
+    body["documents"][2] = dashboard_conf(oauth_redirect_uri_separator="   ")
+    blank = await admin.post("/api/v1/import/tyk", json=body)
+    assert blank.status_code == 422
+    assert locations(blank) == {SEPARATOR_PATH}
+    assert (await version(database), len(await audit(database))) == before

@@ -155,6 +155,22 @@ async def test_invalid_redirect_uris_come_back_with_the_input_kept(world: Signed
     assert row.metadata_["redirect_uris"] == ["https://ok.example/cb", "http://localhost:8080/cb"]
 
 
+async def test_the_wizard_splits_with_the_separator_imported_from_tyk(world: Signed) -> None:
+    imported = await world.admin.post("/api/v1/import/tyk", json={"documents": [
+        {"tyk_api_config": {"Host": "http://127.0.0.1", "Port": "8080"}, "listen_port": 3000,
+         "oauth_redirect_uri_separator": "|"}]})
+    assert imported.json()["updated"] == ["portal-settings"], imported.text
+    form = await world.browser.get(NEW)
+    assert "separated by “|”" in form.response.text
+    typed = "https://a.example/cb|https://b.example/cb?x=1,2\nhttp://localhost:8080/cb"
+    created = await world.browser.post("/portal/clients", wizard_answers(form, redirect_uris=typed))
+    assert created.status == 200, created.response.text
+    [row] = await world.rows()
+    # The comma (the default separator) is now part of a URI; "|" and lines split.
+    assert row.metadata_["redirect_uris"] == [
+        "https://a.example/cb", "https://b.example/cb?x=1,2", "http://localhost:8080/cb"]
+
+
 async def test_detail_edit_rotate_and_delete(world: Signed, idp: OidcProvider) -> None:
     browser = world.browser
     created = await browser.post("/portal/clients", wizard_answers(await browser.get(NEW)))

@@ -2,6 +2,8 @@
 dashboard's import endpoint and print its report.
 
 The admin token comes from ``PROPYLON_ADMIN_TOKEN`` (never a flag, so it does not show in ``ps``).
+Of a Tyk Dashboard configuration only the setting names and ``oauth_redirect_uri_separator`` are
+sent: its secrets (``admin_secret``, ``mongo_url``...) never leave this machine.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import click
 import httpx
 
+from propylon.tyk.dashboard_config import without_secrets
 from propylon.tyk.files import TykFileError, read_json_documents
 
 
@@ -25,7 +28,7 @@ def import_into_dashboard(
     if not token:
         raise click.ClickException("set PROPYLON_ADMIN_TOKEN to an admin API token of the dashboard")
     try:
-        documents = [data for path in paths for _, data in read_json_documents(path)]
+        documents = [without_secrets(data) for path in paths for _, data in read_json_documents(path)]
     except TykFileError as exc:
         raise click.ClickException(str(exc)) from exc
     body = {"documents": documents, "issuers": dict(issuers), "dry_run": dry_run}

@@ -5,6 +5,10 @@ this module adds what a database import needs: merging into what is stored (an i
 already set up for registration keeps its endpoints and token, only its token-checking fields are
 updated), validating the whole result at once, and idempotence — importing the same files again
 changes nothing, bumps no version and reports every resource as unchanged.
+
+A Tyk Dashboard configuration (``tyk_analytics.conf``) among the documents sets the portal
+settings' ``oauth_redirect_uri_separator`` (merged into the stored settings, reported as
+``portal-settings``); a separator the portal could not split with refuses the whole import.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from propylon.dashboard.admin_auth import AdminActor
 from propylon.dashboard.changes import now, record_change
 from propylon.dashboard.errors import Problem, conflict, invalid, problems_from_validation
 from propylon.dashboard.resources.deps import Context
+from propylon.dashboard.resources.portal_settings import stored_portal_settings, write_portal_settings
 from propylon.dashboard.resources.store import (
     APIS,
     IDENTITY_PROVIDERS,
@@ -32,7 +37,7 @@ from propylon.dashboard.resources.store import (
     problems_of,
 )
 from propylon.domain.config import Api, ConfigError, IdentityProvider, parse_config
-from propylon.domain.resources import IdentityProviderSpec, PolicySpec
+from propylon.domain.resources import IdentityProviderSpec, PolicySpec, PortalSettings
 from propylon.storage.sql.schema import ApiRow
 from propylon.tyk.files import TykDocuments, classify_documents
 from propylon.tyk.translate import translate
@@ -42,6 +47,7 @@ router = APIRouter(prefix="/api/v1/import", tags=["import"])
 # The identity-provider fields a Tyk definition determines; the rest (kind, endpoints, name) is
 # the dashboard's own and survives a re-import.
 _GATEWAY_IDP_FIELDS = frozenset(IdentityProvider.model_fields)
+_PORTAL_SETTINGS = "portal-settings"
 
 
 class TykImportRequest(BaseModel):
@@ -51,7 +57,8 @@ class TykImportRequest(BaseModel):
 
     documents: list[Any] = Field(
         min_length=1, max_length=1000,
-        description="API definitions, lists of them, policies.json maps or dashboard exports.",
+        description="API definitions, lists of them, policies.json maps, dashboard exports or a "
+        "Tyk Dashboard configuration (tyk_analytics.conf, for oauth_redirect_uri_separator).",
     )
     issuers: dict[str, str] = Field(
         default_factory=dict,
@@ -68,26 +75,30 @@ class ImportResult(BaseModel):
     unchanged: list[str]
     skipped: list[str] = Field(description="Tyk objects not imported at all, with the reason.")
     notes: list[str] = Field(description="Things imported with a caveat.")
-    unrecognised: list[str] = Field(description="Documents that are neither APIs nor policies.")
+    unrecognised: list[str] = Field(
+        description="Documents that are neither APIs, policies nor a Tyk Dashboard configuration."
+    )
     config_version: int | None = Field(description="The new version; null when nothing changed.")
     dry_run: bool
 
 
 @router.post("/tyk", response_model=ImportResult)
 async def import_tyk(body: TykImportRequest, actor: AdminActor, context: Context) -> ImportResult:
-    """Import Tyk Classic API definitions and policies; idempotent, validated as a whole."""
+    """Import Tyk Classic API definitions, policies and the Dashboard's redirect-URI separator;
+    idempotent, validated as a whole."""
     docs = TykDocuments()
     for index, document in enumerate(body.documents):
-        found = classify_documents(document, f"documents.{index}")
-        docs.apis += found.apis
-        docs.policies += found.policies
-        docs.unrecognised += found.unrecognised
-    result = translate(docs.apis, docs.policies, issuers=body.issuers)
+        docs.add(classify_documents(document, f"documents.{index}"))
+    result = translate(docs.apis, docs.policies, issuers=body.issuers,
+                       dashboard_configs=docs.dashboard_configs)
+    refused = [Problem(location, message) for location, message in result.problems]
     try:
         parse_config(result.config)
     except ConfigError as exc:
-        raise invalid([Problem(p.location, p.message) for p in exc.problems],
+        raise invalid([*refused, *(Problem(p.location, p.message) for p in exc.problems)],
                       "the translated configuration is not valid") from exc
+    if refused:
+        raise invalid(refused, "the Tyk Dashboard configuration cannot be imported")
     imported = _specs(result.config, result.policy_extras)
     summary = ImportResult(
         created=[], updated=[], unchanged=[], skipped=result.report.skipped,
@@ -115,17 +126,23 @@ async def import_tyk(body: TykImportRequest, actor: AdminActor, context: Context
                 else:
                     summary.updated.append(name)
                 writes.append((kind, ident, document, row is None))
+            portal = await _merged_portal_settings(session, result.portal_settings, summary)
             existing = set(problems_of(state))
             problems = [p for p in problems_of(after) if p not in existing]
             if problems:
                 raise invalid([Problem(f"{p.resource}.{p.field}" if p.field else p.resource, p.message)
                                for p in problems], "the import would leave the configuration invalid")
-            if body.dry_run or not writes:
+            if body.dry_run or not (writes or portal):
                 return summary
             for kind, ident, document, creating in writes:
                 await _write(session, kind, ident, document, creating=creating)
                 await record_change(session, actor, "import", kind.name, ident,
                                     {"document": document, "source": "tyk"}, versioned=False)
+            if portal is not None:
+                await write_portal_settings(session, portal)
+                await record_change(session, actor, "import", _PORTAL_SETTINGS, _PORTAL_SETTINGS,
+                                    {"document": portal.model_dump(mode="json"), "source": "tyk"},
+                                    versioned=False)
             await session.flush()
             summary.config_version = await record_change(
                 session, actor, "import", "import", "tyk",
@@ -157,6 +174,27 @@ def _specs(config: dict[str, Any], policy_extras: dict[str, dict[str, Any]]) -> 
     if problems:
         raise invalid(problems, "the translated configuration is not valid")
     return specs
+
+
+async def _merged_portal_settings(
+    session: AsyncSession, imported: dict[str, Any], summary: ImportResult
+) -> PortalSettings | None:
+    """The stored portal settings with the imported fields, when that changes them (else ``None``);
+    the outcome is added to ``summary``."""
+    if not imported:
+        return None
+    current = await stored_portal_settings(session)
+    try:
+        merged = PortalSettings.model_validate({**current.model_dump(mode="json"), **imported})
+    except ValidationError as exc:
+        raise invalid([Problem(f"portal_settings.{p.location}", p.message)
+                       for p in problems_from_validation(exc.errors())],
+                      "the Tyk Dashboard configuration cannot be imported") from exc
+    if merged == current:
+        summary.unchanged.append(_PORTAL_SETTINGS)
+        return None
+    summary.updated.append(_PORTAL_SETTINGS)
+    return merged
 
 
 def _merge_identity_provider(stored: dict[str, Any], imported: Any) -> IdentityProviderSpec:

@@ -24,6 +24,10 @@ expiry...) are listed per object.
 Tyk has no issuer setting, but Propylon checks ``iss`` exactly, so the issuer is taken from the
 caller's mapping (JWKS URL → issuer) or inferred from the JWKS URL's shape for the vendors whose
 layout is known (Keycloak, Okta, Gluu, Curity); an inference is reported so an operator confirms it.
+
+A Tyk Dashboard configuration (``tyk_analytics.conf``) gives the portal settings'
+``oauth_redirect_uri_separator`` (``dashboard_config.py``); a bad separator is a problem that forbids
+the import rather than a skip, because the portal would otherwise split redirect URIs wrongly.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from propylon.tyk.dashboard_config import dashboard_settings
 
 _SIGNING_METHODS = {
     "rsa": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
@@ -81,12 +87,16 @@ class ImportReport:
 
 @dataclass
 class TykImport:
-    """A gateway configuration mapping (for ``parse_config``), the report, and per-policy fields
-    only the dashboard keeps (``name``, ``key_expires_in_seconds``), by policy id."""
+    """A gateway configuration mapping (for ``parse_config``), the report, per-policy fields only
+    the dashboard keeps (``name``, ``key_expires_in_seconds``) by policy id, the portal-settings
+    fields a Dashboard configuration gives, and the problems that forbid importing those
+    (``(location, message)``)."""
 
     config: dict[str, Any]
     report: ImportReport
     policy_extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    portal_settings: dict[str, Any] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 def translate(
@@ -94,8 +104,10 @@ def translate(
     policies: Iterable[Mapping[str, Any]],
     *,
     issuers: Mapping[str, str] | None = None,
+    dashboard_configs: Iterable[tuple[str, Mapping[str, Any]]] = (),
 ) -> TykImport:
-    """Translate Tyk API definitions and policies; ``issuers`` maps JWKS URLs to issuers."""
+    """Translate Tyk API definitions and policies; ``issuers`` maps JWKS URLs to issuers;
+    ``dashboard_configs`` are Tyk Dashboard configurations, each with where it was found."""
     report = ImportReport()
     idps: dict[str, dict[str, Any]] = {}
     api_ids: dict[str, str] = {}  # Tyk api_id → Propylon id
@@ -116,7 +128,8 @@ def translate(
         "policies": out_policies,
     }
     _drop_dangling_policy_references(config, report)
-    return TykImport(config, report, extras)
+    portal = dashboard_settings(dashboard_configs, report)
+    return TykImport(config, report, extras, portal.portal_settings, portal.problems)
 
 
 def _policy_extras(raw: Mapping[str, Any]) -> dict[str, Any]:

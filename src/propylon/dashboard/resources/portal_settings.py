@@ -6,6 +6,8 @@ Writes are audited and, like every configuration write, get a new configuration 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,8 +39,26 @@ async def _stored(session: AsyncSession) -> PortalSettingsView:
 async def load_portal_settings(context: DashboardContext) -> PortalSettings:
     """The portal settings in force (the defaults until an admin saves them)."""
     async with context.database.sessions() as session:
-        view = await _stored(session)
+        return await stored_portal_settings(session)
+
+
+async def stored_portal_settings(session: AsyncSession) -> PortalSettings:
+    """The portal settings in force, read in ``session`` (the defaults until an admin saves them)."""
+    view = await _stored(session)
     return PortalSettings.model_validate(view.model_dump(exclude={"updated_at"}))
+
+
+async def write_portal_settings(session: AsyncSession, settings: PortalSettings) -> datetime:
+    """Store ``settings`` as the portal-settings document in ``session`` (not audited: the caller
+    records the change); returns the time of the change."""
+    row = await session.get(PortalSettingsRow, _ROW_ID)
+    current = now()
+    if row is None:
+        row = PortalSettingsRow(id=_ROW_ID)
+        session.add(row)
+    row.spec = settings.model_dump(mode="json")
+    row.updated_at = current
+    return current
 
 
 @router.get("", summary="Get the portal settings")
@@ -54,13 +74,7 @@ async def replace_portal_settings(
 ) -> PortalSettingsView:
     """Replace the whole document (omitted fields take their defaults)."""
     async with context.database.transaction() as session:
-        row = await session.get(PortalSettingsRow, _ROW_ID)
-        current = now()
-        if row is None:
-            row = PortalSettingsRow(id=_ROW_ID)
-            session.add(row)
-        row.spec = body.model_dump(mode="json")
-        row.updated_at = current
+        current = await write_portal_settings(session, body)
         await record_change(session, actor, "update", "portal-settings", "portal-settings",
-                            {"document": row.spec})
+                            {"document": body.model_dump(mode="json")})
     return PortalSettingsView(**body.model_dump(), updated_at=current)
