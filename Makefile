@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 COMPILED := .venv-compiled
 CSTAMP   := $(COMPILED)/.installed
 
-.PHONY: up test test-compiled compiled lint typecheck bench hot-path clean
+.PHONY: up demo test test-compiled compiled lint typecheck bench hot-path clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Propylon needs Python >= 3.11")'
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 up: $(STAMP)
 	$(BIN)/propylon up
+
+# The seeded flow, headless, against a running `make up` (another terminal).
+demo: $(STAMP)
+	$(BIN)/propylon demo
 
 # The real third-party OpenID provider of the integration tests (npm oidc-provider, pinned by the
 # lock file; tests/support/oidc_provider.py starts it). Needs node and npm.
