@@ -232,6 +232,21 @@ class DashboardSettings(BaseSettings):
     """Seconds a pending or failed client registration is left alone before the reconciler cleans
     it up (a registration in progress must not be taken for an abandoned one)."""
 
+    portal_session_idle_seconds: int = Field(default=30 * 60, ge=60, le=30 * 86_400)
+    """A developer's portal session not used for this long ends (they sign in again)."""
+
+    portal_session_absolute_seconds: int = Field(default=12 * 3600, ge=60, le=90 * 86_400)
+    """A portal session ends this long after sign-in, however busy it is."""
+
+    portal_session_touch_seconds: int = Field(default=60, ge=0, le=3600)
+    """A session's last use is written at most this often, so that page views are not all
+    database writes; the idle lifetime is accurate to this much."""
+
+    portal_cookie_secure: bool | None = None
+    """``Secure`` on the portal's cookies: unset sets it when the request came over https (and
+    always in production mode); ``true`` always, for a TLS proxy in front that makes requests look
+    like http; ``false`` never (development over plain http only)."""
+
     @property
     def effective_database_url(self) -> str:
         """The database URL in use: ``database_url`` or the SQLite file in the data directory."""

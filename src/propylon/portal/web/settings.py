@@ -1,7 +1,8 @@
-"""The portal pages' own settings: session lifetimes and the cookie's ``Secure`` flag.
+"""The portal pages' settings: session lifetimes and the cookie's ``Secure`` flag.
 
-They belong in :class:`~propylon.settings.DashboardSettings` eventually (``PROPYLON_PORTAL_*``);
-until then :meth:`PortalWebSettings.from_dashboard` derives them from it, with these defaults.
+They come from :class:`~propylon.settings.DashboardSettings` (``PROPYLON_PORTAL_*``, documented
+there); :meth:`PortalWebSettings.from_dashboard` takes them over, so the pages depend on this small
+object rather than on every dashboard setting.
 """
 
 from __future__ import annotations
@@ -36,5 +37,11 @@ class PortalWebSettings:
 
     @classmethod
     def from_dashboard(cls, settings: DashboardSettings) -> PortalWebSettings:
-        """The defaults, with ``Secure`` cookies always in production mode."""
-        return cls(cookie_secure=True if settings.production else None)
+        """The portal settings of ``settings``; ``Secure`` cookies always in production mode."""
+        secure = settings.portal_cookie_secure
+        return cls(
+            session_idle_seconds=settings.portal_session_idle_seconds,
+            session_absolute_seconds=settings.portal_session_absolute_seconds,
+            session_touch_seconds=settings.portal_session_touch_seconds,
+            cookie_secure=True if settings.production else secure,
+        )
