@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import secrets
 import signal
@@ -43,6 +42,7 @@ from propylon.portal.registration import reconcile
 from propylon.settings import DashboardSettings
 from propylon.storage.secret_box import SecretBox, SecretKeyError, read_or_create_secret_file
 from propylon.storage.sql.database import Database, DatabaseError, redact
+from propylon.web import listen
 
 log = logging.getLogger(__name__)
 
@@ -204,28 +204,11 @@ async def background_reconciler(context: DashboardContext) -> AsyncIterator[asyn
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` (not yet listening); :class:`StartupError` if the port is
-    taken or the address is not this host's."""
+    """A socket bound to ``host:port`` (not yet listening), or :class:`StartupError`."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise StartupError(f"cannot listen on {host}:{port}: unknown address ({exc.strerror})") from exc
-    family, kind, proto, _name, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        # Lets a restarted dashboard bind while old connections sit in TIME_WAIT; on Linux it
-        # still refuses a port another process is listening on.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise StartupError(
-                f"port {port} on {host} is already in use; stop the other program or choose "
-                "another port with --port (PROPYLON_DASHBOARD_PORT)"
-            ) from exc
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
+        return listen.bind_socket(host, port, port_hint="--port (PROPYLON_DASHBOARD_PORT)")
+    except listen.ListenError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 class _Server(uvicorn.Server):

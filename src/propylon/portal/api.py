@@ -34,6 +34,7 @@ from propylon.dashboard.errors import ApiError
 from propylon.dashboard.oauth_clients import ClientDeletion
 from propylon.dashboard.resources.portal_settings import load_portal_settings
 from propylon.dashboard.resources.store import load_state
+from propylon.portal.catalogue import CatalogueItem, published_catalogue
 from propylon.portal.developer_tokens import (
     DEFAULT_TOKEN_DAYS,
     DEVELOPER_TOKEN_PREFIX,
@@ -53,13 +54,12 @@ from propylon.portal.registration import (
     update_client,
 )
 from propylon.portal.rotation import rotate_client_secret
-from propylon.portal.wording import limits_in_words
 from propylon.storage.sql.schema import DeveloperRow, DeveloperTokenRow, OAuthClientRow
 from propylon.web.credentials import token_digest, verify_password
 
 __all__ = [
     "DEVELOPER_TOKEN_PREFIX", "ClientCreated", "DeveloperClient", "DeveloperTokenView",
-    "client_view", "create_developer_token", "credentials_for", "limits_in_words",
+    "client_view", "create_developer_token", "credentials_for",
     "list_developer_tokens", "portal_api_router", "require_developer", "revoke_developer_token",
 ]
 
@@ -120,27 +120,6 @@ class TokenCreated(BaseModel):
     prefix: str
     created_at: datetime
     expires_at: datetime | None
-
-
-class ApiRef(BaseModel):
-    """An API of a catalogue entry."""
-
-    id: str
-    name: str
-    listen_path: str
-
-
-class CatalogueItem(BaseModel):
-    """A published catalogue entry as developers see it."""
-
-    id: str
-    name: str
-    description: str
-    apis: list[ApiRef]
-    limits: list[str] = Field(description="The policy's limits in words.")
-    registration_enabled: bool
-    grant_types: list[str]
-    redirect_uris_required: bool
 
 
 class DeveloperClient(BaseModel):
@@ -285,25 +264,7 @@ def portal_api_router() -> APIRouter:
 
     @router.get("/catalogue", summary="List the published catalogue", responses=auth_errors)
     async def catalogue(_developer: DeveloperActor, context: Context) -> list[CatalogueItem]:
-        settings = await load_portal_settings(context)
-        async with context.database.sessions() as session:
-            state = await load_state(session, with_clients=False)
-        items = []
-        for entry in state.catalogue.values():
-            if not entry.published:
-                continue
-            apis = [ApiRef(id=api_id, name=state.apis[api_id].name or api_id,
-                           listen_path=state.apis[api_id].listen_path)
-                    for api_id in entry.api_ids if api_id in state.apis]
-            items.append(CatalogueItem(
-                id=entry.id, name=entry.name, description=entry.description, apis=apis,
-                limits=limits_in_words(state.policies.get(entry.policy_id)),
-                registration_enabled=settings.dcr_enabled if entry.dcr_enabled is None
-                else entry.dcr_enabled,
-                grant_types=list(entry.grant_types or settings.grant_types),
-                redirect_uris_required=entry.redirect_uris_required,
-            ))
-        return items
+        return [listing.item for listing in await published_catalogue(context)]
 
     @router.post("/clients", status_code=201, summary="Register an OAuth client (DCR)",
                  responses={**idp_errors, 409: {"description": "This Idempotency-Key was used."}})

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import secrets
 import signal
@@ -33,6 +32,7 @@ from propylon.provider.keys import KeyFileError, KeyRing
 from propylon.provider.server import ProviderServer
 from propylon.provider.settings import ProviderSettings
 from propylon.provider.store import ProviderStore, StoreError
+from propylon.web import listen
 
 log = logging.getLogger(__name__)
 
@@ -152,21 +152,9 @@ def create_initial_access_token(settings: ProviderSettings, *, expires_in: int |
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (not yet listening), or :class:`StartupError`."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise StartupError(f"cannot listen on {host}:{port}: unknown address ({exc.strerror})") from exc
-    family, kind, proto, _name, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise StartupError(f"port {port} on {host} is already in use; choose another with --port "
-                               "(PROPYLON_IDP_PORT)") from exc
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
+        return listen.bind_socket(host, port, port_hint="--port (PROPYLON_IDP_PORT)")
+    except listen.ListenError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 def _issuer_for(settings: ProviderSettings, sock: socket.socket) -> str:

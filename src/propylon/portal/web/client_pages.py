@@ -21,6 +21,7 @@ from starlette.responses import Response
 from propylon.dashboard.errors import ApiError, Problem, not_found, problems_from_validation
 from propylon.dashboard.resources.store import load_state
 from propylon.portal.api import ClientUpdate, client_view, credentials_for
+from propylon.portal.catalogue import Listing, published_catalogue
 from propylon.portal.registration import (
     AlreadyRegistered,
     NewClient,
@@ -31,7 +32,6 @@ from propylon.portal.registration import (
     update_client,
 )
 from propylon.portal.rotation import rotate_client_secret
-from propylon.portal.web.catalogue import Listing, published_catalogue
 from propylon.portal.web.forms import Form, plausible_id, split_redirect_uris
 from propylon.portal.web.routing import CurrentVisit
 from propylon.portal.web.visit import Visit
