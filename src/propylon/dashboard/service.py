@@ -21,7 +21,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TextIO
 
@@ -42,7 +42,7 @@ from propylon.portal.registration import reconcile
 from propylon.settings import DashboardSettings
 from propylon.storage.secret_box import SecretBox, SecretKeyError, read_or_create_secret_file
 from propylon.storage.sql.database import Database, DatabaseError, redact
-from propylon.web import listen
+from propylon.web import serving
 
 log = logging.getLogger(__name__)
 
@@ -206,28 +206,9 @@ async def background_reconciler(context: DashboardContext) -> AsyncIterator[asyn
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (not yet listening), or :class:`StartupError`."""
     try:
-        return listen.bind_socket(host, port, port_hint="--port (PROPYLON_DASHBOARD_PORT)")
-    except listen.ListenError as exc:
+        return serving.bind_socket(host, port, port_hint="--port (PROPYLON_DASHBOARD_PORT)")
+    except serving.ListenError as exc:
         raise StartupError(str(exc)) from exc
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server without its own signal handling (its handlers re-raise the signal after a
-    graceful stop, which would end the process with -SIGTERM instead of status 0), calling
-    ``announce`` once it accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._announce = announce
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            self._announce()
 
 
 def run_dashboard(settings: DashboardSettings, out: TextIO | None = None) -> int:
@@ -267,7 +248,7 @@ async def _serve(settings: DashboardSettings, out: TextIO) -> int:
             )
             out.flush()
 
-        server = _Server(config, announce)
+        server = serving.AnnouncingServer(config, announce)
         loop = asyncio.get_running_loop()
 
         def stop() -> None:

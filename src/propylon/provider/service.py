@@ -14,13 +14,12 @@ Entry points for the CLI and for ``propylon up``:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -32,7 +31,7 @@ from propylon.provider.keys import KeyFileError, KeyRing
 from propylon.provider.server import ProviderServer
 from propylon.provider.settings import ProviderSettings
 from propylon.provider.store import ProviderStore, StoreError
-from propylon.web import listen
+from propylon.web import serving
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +151,8 @@ def create_initial_access_token(settings: ProviderSettings, *, expires_in: int |
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (not yet listening), or :class:`StartupError`."""
     try:
-        return listen.bind_socket(host, port, port_hint="--port (PROPYLON_IDP_PORT)")
-    except listen.ListenError as exc:
+        return serving.bind_socket(host, port, port_hint="--port (PROPYLON_IDP_PORT)")
+    except serving.ListenError as exc:
         raise StartupError(str(exc)) from exc
 
 
@@ -161,23 +160,6 @@ def _issuer_for(settings: ProviderSettings, sock: socket.socket) -> str:
     if settings.issuer:
         return settings.issuer
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling (the caller owns signals), announcing readiness."""
-
-    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._announce = announce
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            self._announce()
 
 
 async def serve_provider(settings: ProviderSettings, *, ready: Callable[[Provider], None] | None = None,
@@ -194,7 +176,7 @@ async def serve_provider(settings: ProviderSettings, *, ready: Callable[[Provide
     try:
         config = uvicorn.Config(create_app(provider.server), log_config=None, server_header=False,
                                 timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS, lifespan="on")
-        server = _Server(config, lambda: ready(provider) if ready is not None else None)
+        server = serving.AnnouncingServer(config, lambda: ready(provider) if ready is not None else None)
 
         async def watch() -> None:
             if stop is not None:

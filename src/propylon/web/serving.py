@@ -1,14 +1,18 @@
-"""Binding a server's listening socket, with a one-line reason when it cannot be done.
+"""Serving the dashboard and the embedded IdP with uvicorn: the listening socket and the server.
 
-The dashboard and the embedded IdP bind their socket themselves before uvicorn starts, so that a
-taken port is refused before anything else happens (no database created, no key generated) with a
-message naming the flag that changes it.
+Both bind their socket themselves before uvicorn starts, so that a taken port is refused before
+anything else happens (no database created, no key generated) with a message naming the flag that
+changes it; and both run uvicorn without its own signal handling (see :class:`AnnouncingServer`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
 
 
 class ListenError(Exception):
@@ -37,3 +41,24 @@ def bind_socket(host: str, port: int, *, port_hint: str) -> socket.socket:
                               f"choose another port with {port_hint}") from exc
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     return sock
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling (its handlers re-raise the signal after a
+    graceful stop, which would end the process with -SIGTERM instead of status 0; the caller owns
+    signals), calling ``announce`` once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave signals to the caller."""
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start, then announce."""
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._announce()
