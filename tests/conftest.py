@@ -30,9 +30,25 @@ def pytest_runtest_makereport(
         report.longrepr = f"skipped under PROPYLON_REQUIRE_SERVICES=1: {reason}"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _collect_all_garbage_after_each_module() -> Iterator[None]:
+    """A full collection once per module, after its module-scoped fixtures are gone, so that what
+    they leaked warns too (see the per-test collection below for why it examines less)."""
+    yield
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage_after_each_test() -> Iterator[None]:
     """Collect at the end of every test, so that an unclosed socket or transport warns (and fails,
-    warnings being errors) in the test that leaked it, not in a random later one."""
+    warnings being errors) in the test that leaked it, not in a random later one.
+
+    Whatever survives a collection is frozen (``gc.freeze``), so each collection examines only what
+    the test itself allocated: a full collection of the suite's heap after each of 1,500 tests cost
+    several minutes of CPU time in all (0.14 s per test), the frozen variant under a second.
+    """
     yield
     gc.collect()
+    gc.freeze()
