@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+import httptools
 import pytest
 
 from tests.gateway.conftest import StartGateway, keyless_api, raw_exchange
@@ -174,3 +175,37 @@ async def test_a_stalled_request_body_is_aborted(echo_port: int, start_gateway: 
     await asyncio.wait_for(reader.read(), 5)
     writer.close()
     assert time.monotonic() - started < 3
+
+
+class _HeadProbe:
+    """Records what the gateway reads from httptools when a request head is complete."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.seen: tuple[bool, str] | None = None
+
+    def on_headers_complete(self) -> None:
+        self.seen = (self.parser.should_keep_alive(), self.parser.get_http_version())
+
+
+@pytest.mark.parametrize("version", ["0.9", "1.0", "1.1", "2.0"])
+@pytest.mark.parametrize("connection", ["", "Connection: keep-alive\r\n", "Connection: close\r\n",
+                                        "Proxy-Connection: keep-alive\r\n", "connection: Keep-Alive\r\n"])
+def test_a_kept_alive_request_without_a_connection_header_is_http11(
+    version: str, connection: str
+) -> None:
+    # The gateway skips get_http_version() for such requests (server.py, _exchange): llhttp keeps
+    # only HTTP/1.1 alive by default, every other version it accepts needs a Connection header.
+    probe = _HeadProbe()
+    probe.parser.feed_data(f"GET / HTTP/{version}\r\nHost: x\r\n{connection}\r\n".encode())
+    assert probe.seen is not None
+    keep_alive, parsed = probe.seen
+    assert parsed == version
+    if not connection:
+        assert keep_alive == (version == "1.1")
+
+
+@pytest.mark.parametrize("version", ["1.2", "2.1", "3.0"])
+def test_other_http_versions_are_refused_by_the_parser(version: str) -> None:
+    with pytest.raises(httptools.HttpParserError):
+        _HeadProbe().parser.feed_data(f"GET / HTTP/{version}\r\nHost: x\r\n\r\n".encode())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -198,3 +202,44 @@ async def test_claims_of_other_idps_do_not_leak_between_apis(
         base = f"http://127.0.0.1:{gw.port}"
         assert (await client.get(f"{base}/orders/items", headers=bearer(token))).status_code == 200
         assert (await client.get(f"{base}/billing/x", headers=bearer(token))).status_code == 401
+
+
+async def _analytics_lines(path: Path, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` records of ``path``, waiting for the buffer's flush (every 0.25 s)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+        await asyncio.sleep(0.05)
+
+
+async def test_every_analytics_field_describes_the_request(
+    idp: TestIdp, echo_port: int, start_gateway: StartGateway, client: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    # The gateway builds the record positionally on its hot path: each field must land in its place.
+    analytics = tmp_path / "analytics.jsonl"
+    gw = await start_gateway(jwt_config(idp, echo_port), analytics_file=analytics)
+    token = idp.mint({"aud": "urn:api", "client_id": "known-gold", "sub": "s"})
+    before = time.time()
+    proxied = await client.post(f"http://127.0.0.1:{gw.port}/orders/items/7?x=1",
+                                headers=bearer(token), content=b"hello")
+    refused = await client.get(f"http://127.0.0.1:{gw.port}/orders/items/8")
+    after = time.time()
+    assert (proxied.status_code, refused.status_code) == (200, 401)
+    first, second = await _analytics_lines(analytics, 2)
+    assert before - 0.01 <= first["time"] <= second["time"] <= after + 0.01
+    assert {k: v for k, v in first.items()
+            if k not in ("time", "timestamp", "upstream_latency_ms", "total_latency_ms")} == {
+        "api_id": "orders", "method": "POST", "path": "/orders/items/7", "status": 200,
+        "identity": "known-gold", "client_id": "known-gold", "developer_id": "dev-1",
+        "policy": "gold", "bytes_in": 5, "bytes_out": len(proxied.content), "error": None,
+    }
+    assert 0 <= first["upstream_latency_ms"] <= first["total_latency_ms"] < (after - before) * 1000
+    assert first["timestamp"].endswith("Z")
+    assert {k: v for k, v in second.items() if k not in ("time", "timestamp", "total_latency_ms")} == {
+        "api_id": "orders", "method": "GET", "path": "/orders/items/8", "status": 401,
+        "upstream_latency_ms": None, "identity": None, "client_id": None, "developer_id": None,
+        "policy": None, "bytes_in": 0, "bytes_out": 0, "error": "missing_token",
+    }

@@ -34,3 +34,13 @@ def test_the_memo_is_bounded_in_entries_and_path_length() -> None:
     for index in range(paths._CACHE_SIZE + 10):
         paths.normalise_path(b"/p%d" % index)
     assert len(paths._cache) <= paths._CACHE_SIZE
+
+
+def test_only_targets_without_query_or_fragment_are_remembered() -> None:
+    # The front end takes a remembered target as origin-form without a query (server._exchange).
+    paths._cache.clear()
+    assert paths.normalise_path(b"/remembered/a") == "/remembered/a"
+    assert paths.remembered_path(b"/remembered/a") == "/remembered/a"
+    for raw in (b"/remembered/b?x=1", b"/remembered/c#top"):
+        paths.normalise_path(raw)
+        assert paths.remembered_path(raw) is None

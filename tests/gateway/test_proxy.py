@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.gateway.conftest import StartGateway, keyless_api, raw_exchange
 
@@ -163,11 +164,15 @@ async def test_upstream_connections_are_reused(
     assert sum(len(v) for v in idle.values()) == 1
 
 
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n",
+                                        b"Proxy-Connection: keep-alive\r\n"])
 async def test_http10_client_gets_a_close_delimited_body(
-    echo_port: int, start_gateway: StartGateway
+    echo_port: int, start_gateway: StartGateway, connection: bytes
 ) -> None:
+    # An HTTP/1.0 client cannot read chunked framing, whether or not it asked for keep-alive.
     gw = await start_gateway({"apis": [keyless_api(echo_port)]})
-    raw = await raw_exchange(gw.port, b"GET /echo/stream/3 HTTP/1.0\r\n\r\n")
+    await raw_exchange(gw.port, b"GET /echo/stream/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await raw_exchange(gw.port, b"GET /echo/stream/3 HTTP/1.0\r\n" + connection + b"\r\n")
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding" not in head.lower()

@@ -19,7 +19,8 @@ from typing import BinaryIO
 import orjson
 
 from propylon.analytics.buffer import AnalyticsWriteError
-from propylon.domain.analytics import AnalyticsRecord, iso_utc
+from propylon.domain.analytics import AnalyticsRecord
+from propylon.domain.timestamps import iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -106,32 +107,27 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
-# When mypyc compiles this module (setup.py's HOT_PATH) the record's fields are read cheaply and
-# orjson serialises a plain dict fastest; interpreted, building that dict costs more than orjson's
-# own dataclass path. Both give the same bytes.
-_COMPILED = not __file__.endswith(".py")
-
-
 def _line_from_fields(record: AnalyticsRecord) -> bytes:
-    # orjson's dataclass path first looks for __dict__ (the failed lookup formats an
-    # AttributeError) and then reads each field through getattr: about half its cost per record.
-    when = record.time
+    # Unpacked positionally (one tuple unpack, compiled or not) and handed to orjson as a dict;
+    # tests/analytics/test_jsonl.py checks the result against AnalyticsRecord.to_json_dict().
+    (when, api_id, method, path, status, upstream_latency_ms, total_latency_ms, identity,
+     client_id, developer_id, policy, bytes_in, bytes_out, error) = record
     return orjson.dumps({
         "timestamp": iso_utc(when),
         "time": when,
-        "api_id": record.api_id,
-        "method": record.method,
-        "path": record.path,
-        "status": record.status,
-        "upstream_latency_ms": record.upstream_latency_ms,
-        "total_latency_ms": record.total_latency_ms,
-        "identity": record.identity,
-        "client_id": record.client_id,
-        "developer_id": record.developer_id,
-        "policy": record.policy,
-        "bytes_in": record.bytes_in,
-        "bytes_out": record.bytes_out,
-        "error": record.error,
+        "api_id": api_id,
+        "method": method,
+        "path": path,
+        "status": status,
+        "upstream_latency_ms": upstream_latency_ms,
+        "total_latency_ms": total_latency_ms,
+        "identity": identity,
+        "client_id": client_id,
+        "developer_id": developer_id,
+        "policy": policy,
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "error": error,
     })
 
 
@@ -141,11 +137,7 @@ def _encode(records: Sequence[AnalyticsRecord]) -> bytes:
         try:
             # orjson (NaN becomes null) at a tenth of the stdlib's cost: this runs on the event
             # loop for every request's record.
-            if _COMPILED:
-                lines.append(_line_from_fields(record))
-            else:
-                body = orjson.dumps(record)
-                lines.append(b'{"timestamp":"' + iso_utc(record.time).encode() + b'",' + body[1:])
+            lines.append(_line_from_fields(record))
             continue
         except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError):
             pass

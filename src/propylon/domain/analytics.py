@@ -7,15 +7,16 @@ plain values so that it is cheap to build and trivially serialisable by any back
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from typing import NamedTuple
+
+from propylon.domain.timestamps import iso_utc
 
 
-# Not frozen: a frozen dataclass's __init__ costs ~10x more (object.__setattr__ per field), and one
-# record is built for every request on the gateway's hot path. Treat records as immutable.
-@dataclass(slots=True)
-class AnalyticsRecord:
-    """What happened to one request (treat as immutable once built)."""
+# A named tuple rather than a dataclass: immutable, and the gateway builds one per request with
+# tuple.__new__ (no Python-level __init__), while writers unpack it positionally. orjson refuses it
+# (a tuple subclass): writers serialise its fields (analytics/jsonl.py, to_json_dict).
+class AnalyticsRecord(NamedTuple):
+    """What happened to one request."""
 
     time: float
     """When the request arrived, in Unix seconds."""
@@ -48,55 +49,4 @@ class AnalyticsRecord:
 
     def to_json_dict(self) -> dict[str, object]:
         """Return a JSON-ready dict: an ISO-8601 UTC ``timestamp`` plus every field."""
-        return {
-            "timestamp": iso_utc(self.time),
-            "time": self.time,
-            "api_id": self.api_id,
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "upstream_latency_ms": self.upstream_latency_ms,
-            "total_latency_ms": self.total_latency_ms,
-            "identity": self.identity,
-            "client_id": self.client_id,
-            "developer_id": self.developer_id,
-            "policy": self.policy,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "error": self.error,
-        }
-
-
-# The last second formatted, and the last millisecond: records come in bursts, so strftime/gmtime
-# (most of this function's cost) run about once per second and the string is reused within a
-# millisecond. Each cache is one tuple, replaced whole, so a reader on another thread never sees a
-# torn entry.
-_last_second: tuple[int, str] = (-1, "")
-_last_milli: tuple[int, int, str] = (-1, -1, "")
-# ".000Z" … ".999Z": a table lookup instead of formatting the milliseconds for every record.
-_MILLIS = tuple(f".{m:03d}Z" for m in range(1000))
-
-
-def iso_utc(seconds: float) -> str:
-    """Unix seconds as ISO-8601 UTC with milliseconds (``2026-11-28T15:33:28.148Z``).
-
-    Millisecond precision is what charts need; the exact float stays in ``time``. "Z" rather than
-    "+00:00" because it is what most log tools and JavaScript's Date expect. Built without a
-    datetime object: the analytics writer calls this for every request's record.
-    """
-    global _last_second, _last_milli
-    whole = int(seconds // 1)
-    # A fraction a hair below 1 can round up to 1000 ms; say .999 rather than .1000.
-    millis = int((seconds - whole) * 1000)
-    if millis > 999:
-        millis = 999
-    last = _last_milli
-    if last[1] == millis and last[0] == whole:
-        return last[2]
-    cached = _last_second
-    if cached[0] != whole:
-        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-        _last_second = cached
-    text = cached[1] + _MILLIS[millis]
-    _last_milli = (whole, millis, text)
-    return text
+        return {"timestamp": iso_utc(self.time), **self._asdict()}

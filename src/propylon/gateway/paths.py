@@ -41,11 +41,22 @@ def normalise_path(raw: bytes) -> str:
     if not raw.startswith(b"/"):
         raise BadRequest(reason="path_not_absolute")
     path = raw.decode("ascii") if _NEEDS_WORK.search(raw) is None else _rewrite(raw)
-    if len(raw) <= _CACHE_MAX_PATH:
+    # Only what can be a whole origin-form target without query or fragment is remembered, which
+    # is what lets remembered_path() stand for the request-target check.
+    if len(raw) <= _CACHE_MAX_PATH and raw.find(b"?") < 0 and raw.find(b"#") < 0:
         if len(_cache) >= _CACHE_SIZE:
             _cache.clear()
         _cache[raw] = path
     return path
+
+
+def remembered_path(target: bytes) -> str | None:
+    """The normalised path of a request target seen recently, or ``None``.
+
+    A target found here starts with ``/`` and has no query or fragment (nothing else is
+    remembered), so it needs neither the URL parser nor a search for ``?`` and ``#``.
+    """
+    return _cache.get(target)
 
 
 def _rewrite(raw: bytes) -> str:

@@ -42,7 +42,7 @@ from propylon.gateway.errors import (
     render_error,
 )
 from propylon.gateway.exchange import Exchange
-from propylon.gateway.paths import normalise_path
+from propylon.gateway.paths import normalise_path, remembered_path
 from propylon.gateway.upstream import (
     HOP_BY_HOP,
     LOWER_HEADER_NAMES,
@@ -69,6 +69,9 @@ _METHOD_NAMES = {
     m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 }
 _BUFFER_PAUSE_BYTES = 256 * 1024
+# The record is a named tuple: the tuple constructor builds it without the named tuple's
+# Python-level __new__ (see policy.rate), which counts on a call made for every request.
+_new_record = tuple.__new__
 
 # Reasons for which reading from the client is paused; reading resumes when none holds.
 _PAUSE_PIPELINE = 1
@@ -273,15 +276,12 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         req = self.current
         assert req is not None
-        parser = self.parser
         try:
-            req.ex = self._exchange(req)
+            req.ex = self._exchange(req, self.parser.should_keep_alive())
         except GatewayError as exc:
             self._parse_error = exc
             raise
         req.head_done = True
-        if not parser.should_keep_alive():
-            req.ex.keep_alive = False
         self.queue.append(req)
         if len(self.queue) >= self._max_pipelined:
             self._pause(_PAUSE_PIPELINE)
@@ -315,7 +315,7 @@ class ClientConnection(asyncio.Protocol):
 
     # request intake ------------------------------------------------------------------------------
 
-    def _exchange(self, req: _Request) -> Exchange:
+    def _exchange(self, req: _Request, keep_alive: bool) -> Exchange:
         """Build the exchange from the parsed head, classifying headers once."""
         parser = self.parser
         raw_method = parser.get_method()
@@ -324,9 +324,14 @@ class ClientConnection(asyncio.Protocol):
         if method == "CONNECT":
             raise BadRequest("CONNECT is not supported", reason="connect")
         raw = self._url
+        remembered = remembered_path(raw)
+        if remembered is not None:
+            # a recent origin-form target without a query (each find() below costs ~1,000
+            # instructions, most of it parsing its arguments)
+            path, query = remembered, b""
         # find(), not `in`: bytes.__contains__ first tries the operand as an integer, and the
         # TypeError it formats and discards costs more than the search (twice per request).
-        if raw[:1] == b"/" and raw.find(b"?") < 0 and raw.find(b"#") < 0:
+        elif raw[:1] == b"/" and raw.find(b"?") < 0 and raw.find(b"#") < 0:
             # origin-form without a query: the common case needs no URL parser
             path, query = normalise_path(raw), b""
         else:
@@ -337,6 +342,7 @@ class ClientConnection(asyncio.Protocol):
             path, query = normalise_path(url.path or b"/"), url.query or b""
         kept: list[tuple[bytes, bytes]] = []
         connection_tokens: set[bytes] = set()
+        connection_header = False
         content_length = -1
         lower_names = LOWER_HEADER_NAMES
         for name, value in self._headers:
@@ -359,7 +365,10 @@ class ClientConnection(asyncio.Protocol):
                                        code="expectation_failed", close=True)
                 req.expect_continue = True
             elif lname == b"connection":
+                connection_header = True
                 connection_tokens |= connection_options(value)
+            elif lname == b"proxy-connection":
+                connection_header = True  # llhttp reads it like Connection
         if connection_tokens:
             kept = [(n, v) for n, v in kept if n.lower() not in connection_tokens]
         if content_length > self._max_body:
@@ -367,9 +376,14 @@ class ClientConnection(asyncio.Protocol):
         req.content_length = content_length
         if content_length <= 0 and not req.chunked:
             req.body_done = True
+        # llhttp keeps a connection alive by default only for HTTP/1.1: every other version it
+        # accepts (0.9, 1.0, 2.0) needs a Connection header for that. So a kept-alive request
+        # without one is HTTP/1.1, and the version string (formatted anew by each call, ~2,300
+        # instructions) is not needed; tests/gateway/test_framing.py pins this down.
+        version = "1.1" if keep_alive and not connection_header else parser.get_http_version()
         return Exchange(
             method, path, query, kept,
-            version=parser.get_http_version(), keep_alive=True, client_ip=self.client_ip,
+            version=version, keep_alive=keep_alive, client_ip=self.client_ip,
             host=self._host, authorization=self._authorization, started=perf_counter(),
         )
 
@@ -685,8 +699,7 @@ class ClientConnection(asyncio.Protocol):
         latency = ex.upstream_latency
         api = ex.api
         policy = ex.policy
-        # Positional: keyword arguments cost measurably more on a call made for every request.
-        record(AnalyticsRecord(
+        record(_new_record(AnalyticsRecord, (
             started + server.wall_offset,
             api.id if api is not None else None,
             ex.method,
@@ -701,7 +714,7 @@ class ClientConnection(asyncio.Protocol):
             ex.body_bytes,
             ex.bytes_out,
             error,
-        ))
+        )))
 
     # connection control --------------------------------------------------------------------------
 
