@@ -88,12 +88,9 @@ async def read_client(
 ) -> ClientConfiguration:
     """The client's current registration (RFC 7592 §2.1, ``GET``). A rotated registration access
     token is handed to ``store_token`` (awaited) before this returns."""
-    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
-    status, body = await call("GET", registration_client_uri, "the client configuration endpoint",
-                              authorization=authorization, time_limit=time_limit, guard=guard,
-                              transport=transport)
-    if status != 200:
-        raise adapter.error(status, body)
+    status, body = await _manage("GET", registration_client_uri, adapter, registration_access_token,
+                                 initial_access_token, time_limit=time_limit, guard=guard,
+                                 transport=transport)
     return await _configuration(status, body, registration_access_token, store_token)
 
 
@@ -114,13 +111,10 @@ async def update_client(
     """Replace the client's metadata (RFC 7592 §2.2, ``PUT``): ``current`` (as last read) with
     ``changes`` applied, shaped by the adapter (``client_id`` in, read-only fields out). A rotated
     registration access token is handed to ``store_token`` (awaited) before this returns."""
-    body_out = adapter.update_metadata(current, changes, client_id)
-    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
-    status, body = await call("PUT", registration_client_uri, "the client configuration endpoint",
-                              authorization=authorization, json_body=body_out, time_limit=time_limit,
-                              guard=guard, transport=transport)
-    if status != 200:
-        raise adapter.error(status, body)
+    status, body = await _manage("PUT", registration_client_uri, adapter, registration_access_token,
+                                 initial_access_token, json_body=adapter.update_metadata(
+                                     current, changes, client_id),
+                                 time_limit=time_limit, guard=guard, transport=transport)
     return await _configuration(status, body, registration_access_token, store_token)
 
 
@@ -138,12 +132,9 @@ async def rotate_secret(
     """Have the IdP issue a new client secret in place (the adapter's :class:`SecretRotation`).
     The answer must carry the new secret (``invalid_response`` otherwise); a rotated registration
     access token is handed to ``store_token`` (awaited) before this returns."""
-    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
-    status, body = await call(rotation.method, rotation.uri, "the client configuration endpoint",
-                              authorization=authorization, time_limit=time_limit, guard=guard,
-                              transport=transport)
-    if status != 200:
-        raise adapter.error(status, body)
+    status, body = await _manage(rotation.method, rotation.uri, adapter, registration_access_token,
+                                 initial_access_token, time_limit=time_limit, guard=guard,
+                                 transport=transport)
     configuration = ClientConfiguration(json_object(status, body))
     if configuration.client_secret is None:
         raise RegistrationError("invalid_response", "the IdP's answer to the secret rotation has no "
@@ -177,6 +168,21 @@ async def delete_client(
     if adapter.client_gone(error):
         return DeleteOutcome.ALREADY_GONE
     raise error
+
+
+async def _manage(method: str, uri: str, adapter: IdpAdapter, registration_access_token: str | None,
+                  initial_access_token: str | None, *, json_body: dict[str, Any] | None = None,
+                  time_limit: float, guard: OutboundGuard | None,
+                  transport: httpx.AsyncBaseTransport | None) -> tuple[int, bytes]:
+    """One authorised call to the client configuration endpoint; anything but 200 is the
+    adapter's :class:`RegistrationError`."""
+    authorization = adapter.management_authorization(registration_access_token, initial_access_token)
+    status, body = await call(method, uri, "the client configuration endpoint",
+                              authorization=authorization, json_body=json_body,
+                              time_limit=time_limit, guard=guard, transport=transport)
+    if status != 200:
+        raise adapter.error(status, body)
+    return status, body
 
 
 async def _configuration(status: int, body: bytes, sent_token: str | None,
