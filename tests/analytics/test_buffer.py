@@ -23,6 +23,8 @@ FAST = 0.02
 class FakeWriter:
     """Records batches; can fail a number of times, or block until released."""
 
+    on_loop = False
+
     def __init__(self, *, failures: int = 0) -> None:
         self.batches: list[list[AnalyticsRecord]] = []
         self.failures = failures
@@ -281,3 +283,45 @@ async def test_run_twice_is_refused() -> None:
 def test_settings_are_checked(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must"):
         AnalyticsBuffer(FakeWriter(), **kwargs)  # type: ignore[arg-type]
+
+
+class LoopWriter(FakeWriter):
+    """A writer that declares its writes fast enough for the event loop."""
+
+    on_loop = True
+
+    def __init__(self, *, failures: int = 0) -> None:
+        super().__init__(failures=failures)
+        self.threads: set[int] = set()
+
+    def write_batch(self, records: list[AnalyticsRecord]) -> None:
+        self.threads.add(threading.get_ident())
+        super().write_batch(records)
+
+
+@pytest.mark.parametrize("on_loop", [True, False])
+async def test_writes_run_on_the_loop_only_for_writers_that_say_so(on_loop: bool) -> None:
+    writer = LoopWriter()
+    writer.on_loop = on_loop
+    buffer = AnalyticsBuffer(writer, batch_size=5, flush_interval=FAST)
+    task = asyncio.create_task(buffer.run())
+    for index in range(12):
+        buffer.add(make_record(index))
+    await buffer.aclose()
+    await task
+    assert paths(writer.records) == expected_paths(range(12))
+    loop_thread = threading.get_ident()
+    assert writer.threads == {loop_thread} if on_loop else loop_thread not in writer.threads
+
+
+async def test_a_failed_write_on_the_loop_is_retried_like_a_threaded_one() -> None:
+    writer = LoopWriter(failures=1)
+    buffer = AnalyticsBuffer(writer, batch_size=5, flush_interval=FAST)
+    task = asyncio.create_task(buffer.run())
+    for index in range(5):
+        buffer.add(make_record(index))
+    await eventually(lambda: len(writer.records) == 5)
+    assert writer.calls == 2
+    assert (buffer.written, buffer.dropped) == (5, 0)
+    await buffer.aclose()
+    await task

@@ -138,5 +138,5 @@ def test_a_line_is_the_records_json_dict_in_field_order(overrides: dict[str, obj
     record = make_record(5, **overrides)
     expected = record.to_json_dict()
     line = _line_from_fields(record)
-    assert line == orjson.dumps(expected)  # same keys, same order, NaN as null
+    assert line == orjson.dumps(expected) + b"\n"  # same keys, same order, NaN as null
     assert list(json.loads(line)) == ["timestamp", *AnalyticsRecord._fields]

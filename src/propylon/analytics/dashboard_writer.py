@@ -29,7 +29,7 @@ import httpx
 import orjson
 
 from propylon.analytics.buffer import AnalyticsWriteError
-from propylon.analytics.jsonl import _encode as encode_json_lines  # one record format, one encoder
+from propylon.analytics.jsonl import encode_json_lines  # one record format, one encoder
 from propylon.domain.analytics import AnalyticsRecord
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ class _Transient(Exception):
 
 class DashboardAnalyticsWriter:
     """POST batches to the dashboard; spool to ``spool_path`` whenever that fails."""
+
+    on_loop = False
+    """Each batch waits on the network: the buffer runs :meth:`write_batch` in a worker thread."""
 
     def __init__(
         self,

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 class JsonLinesWriter:
     """Append records as JSON lines to ``path``, creating parent directories as needed."""
 
+    on_loop = True
+    """A batch is one append of some tens of kilobytes to the page cache: the buffer calls
+    :meth:`write_batch` on the event loop rather than paying a thread hand-off per batch."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: BinaryIO | None = None
@@ -38,7 +42,7 @@ class JsonLinesWriter:
 
     def prepare(self, records: Sequence[AnalyticsRecord]) -> bytes:
         """Serialise ``records`` as JSON lines (runs on the event loop; CPU only)."""
-        return _encode(records)
+        return encode_json_lines(records)
 
     def write_records(self, records: Sequence[AnalyticsRecord]) -> None:
         """Prepare and write in one call (for callers outside the buffer)."""
@@ -107,6 +111,9 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
+_LINE = orjson.OPT_APPEND_NEWLINE
+
+
 def _line_from_fields(record: AnalyticsRecord) -> bytes:
     # Unpacked positionally (one tuple unpack, compiled or not) and handed to orjson as a dict;
     # tests/analytics/test_jsonl.py checks the result against AnalyticsRecord.to_json_dict().
@@ -128,27 +135,31 @@ def _line_from_fields(record: AnalyticsRecord) -> bytes:
         "bytes_in": bytes_in,
         "bytes_out": bytes_out,
         "error": error,
-    })
+    }, option=_LINE)
 
 
-def _encode(records: Sequence[AnalyticsRecord]) -> bytes:
-    lines: list[bytes] = []
+def encode_json_lines(records: Sequence[AnalyticsRecord]) -> bytes:
+    """Serialise ``records`` as JSON lines, each ending in a newline; unserialisable ones skipped."""
+    # Each line is appended to one buffer and its bytes object freed at once. Keeping a batch of
+    # separate lines alive (a list, then join) cost about 1.6 µs more per record: orjson's output
+    # buffers come from malloc, not Python's allocator, and glibc returned the freed batch to the
+    # kernel only to fault the same pages in again for the next one.
+    out = bytearray()
     for record in records:
         try:
             # orjson (NaN becomes null) at a tenth of the stdlib's cost: this runs on the event
             # loop for every request's record.
-            lines.append(_line_from_fields(record))
+            out += _line_from_fields(record)
             continue
         except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError):
             pass
         try:
             data = record.to_json_dict()
             # orjson refuses lone surrogates (from a badly encoded claim); the stdlib escapes them.
-            lines.append(json.dumps(data, separators=(",", ":"), allow_nan=False).encode("ascii"))
+            out += json.dumps(data, separators=(",", ":"), allow_nan=False).encode("ascii")
+            out += b"\n"
         except (TypeError, ValueError, OverflowError):
             # One malformed record must not poison the batch (it would be retried, then the
             # whole batch dropped); skip it alone.
             logger.exception("skipping an analytics record that cannot be serialised: %r", record)
-    if not lines:
-        return b""
-    return b"\n".join(lines) + b"\n"
+    return bytes(out)
