@@ -6,6 +6,8 @@ nginx          nginx as a plain keep-alive reverse proxy, one worker, upstream k
 haproxy        HAProxy 2.6 verifying the RS256 JWT on every request (``jwt_verify``), nbthread 1
 propylon-1w    ``propylon gateway`` with JWT auth + rate limit + analytics, one worker
 propylon-2w    the same with two workers (SO_REUSEPORT)
+floor          benchmarks/floor_proxy.py: the bare Protocol/httptools/uvloop proxy with a token
+               dict, none of Propylon's features (the design's floor, not a product)
 =============  ============================================================================
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from benchlib.processes import (
 )
 from benchlib.tokens import AUDIENCE
 
-ALL_TARGETS = ("upstream", "nginx", "haproxy", "propylon-1w", "propylon-2w")
+ALL_TARGETS = ("upstream", "nginx", "haproxy", "propylon-1w", "propylon-2w", "floor")
 PROPYLON_TARGETS = ("propylon-1w", "propylon-2w")
 DESCRIPTIONS = {
     "upstream": "upstream nginx direct (no proxy)",
@@ -37,7 +40,9 @@ DESCRIPTIONS = {
     "haproxy": "HAProxy, RS256 jwt_verify on every request",
     "propylon-1w": "Propylon, JWT + rate limit + analytics, 1 worker",
     "propylon-2w": "Propylon, JWT + rate limit + analytics, 2 workers",
+    "floor": "floor: bare Protocol proxy + token dict, no features",
 }
+FLOOR_PROXY = Path(__file__).resolve().parent.parent / "floor_proxy.py"
 
 
 @dataclass
@@ -227,11 +232,29 @@ def start_propylon(context: StartContext, workers: int) -> Target:
     )
 
 
+def start_floor(context: StartContext) -> Target:
+    """The design's floor (``floor_proxy.py``) with the Python running this script."""
+    prefix = _subdir(context, "floor")
+    key_path = prefix / "jwt-public.pem"
+    key_path.write_bytes(context.public_key_pem)
+    port = free_port()
+    argv = [
+        sys.executable, str(FLOOR_PROXY), "--port", str(port), "--upstream-port",
+        str(context.upstream_port), "--public-key", str(key_path), "--issuer", context.issuer,
+        "--audience", AUDIENCE,
+    ]
+    process = start_process("floor", argv, prefix)
+    wait_ready(process, port, lambda: _probe(port, context.probe_token))
+    return Target(name="floor", port=port, authenticates=True, process=process)
+
+
 def start_target(name: str, context: StartContext) -> Target:
     if name == "nginx":
         return start_nginx_proxy(context)
     if name == "haproxy":
         return start_haproxy(context)
+    if name == "floor":
+        return start_floor(context)
     if name in PROPYLON_TARGETS:
         return start_propylon(context, workers=int(name.split("-")[1].rstrip("w")))
     raise BenchError(f"unknown configuration {name!r}")
