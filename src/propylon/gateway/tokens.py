@@ -109,6 +109,7 @@ class TokenVerifier:
         # token → (valid from, expires at, claims); insertion order is eviction order.
         self._cache: OrderedDict[str, tuple[float, float, dict[str, Any]]] = OrderedDict()
         self._generation = jwks.generation
+        self._flushes = 0
         self._decoder = PyJWT()
         self._options: Options = {
             "verify_signature": True,
@@ -168,6 +169,29 @@ class TokenVerifier:
     def flush(self) -> None:
         """Forget every verified token, so that the next use of each is verified again."""
         self._cache.clear()
+        self._flushes += 1
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock validity windows are judged by (Unix seconds)."""
+        return self._clock
+
+    def epoch(self) -> int:
+        """Changes whenever verified tokens must be verified again (key set changed, flush).
+
+        Callers that remember a verification beyond :meth:`verify_now` (the auth step's cache of
+        whole ``Authorization`` values) compare it to decide whether that memory still holds.
+        Both counters only grow, so their sum changes whenever either does.
+        """
+        return self._jwks.generation + self._flushes
+
+    def validity(self, token: str) -> tuple[float, float] | None:
+        """The cached validity window (from, until) of a verified token; None if not cached.
+
+        Tokens accepted only thanks to the leeway are not cached, so they have no window here.
+        """
+        entry = self._cache.get(token)
+        return (entry[0], entry[1]) if entry is not None else None
 
     def _inspect(self, token: str) -> tuple[str, str | None]:
         """Check the unverified header; return its ``alg`` and ``kid``."""

@@ -2,8 +2,10 @@
 
 ``JwtAuthStep`` verifies the bearer token (fast path: the verifier's cache of verified tokens),
 refuses tokens of deleted clients, resolves policies (client → claim → scopes → defaults) and
-combines them for this API. The result per token is cached for the life of the compiled
-configuration, so a repeat caller costs two dictionary lookups. ``KeylessStep`` applies the API's
+combines them for this API. The result is remembered for the life of the compiled configuration
+under the raw ``Authorization`` value, with the token's validity window and the verifier's
+:meth:`~propylon.gateway.tokens.TokenVerifier.epoch`: a repeat caller costs one dictionary lookup
+and a time comparison, without parsing or decoding the header. ``KeylessStep`` applies the API's
 static policies keyed by client address.
 """
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 _MAX_CACHED = 100_000
 _Resolved = tuple[str, str | None, str | None, EffectivePolicy]
+# valid from, valid until, verifier epoch, identity, client id, developer id, policy, claims
+_Known = tuple[float, float, int, str, str | None, str | None, EffectivePolicy, dict[str, object]]
 
 
 class PolicyTable:
@@ -71,7 +75,7 @@ def bearer_token(authorization: bytes) -> str:
 class JwtAuthStep:
     """Verify the bearer JWT and attach identity, client, developer and policy to the exchange."""
 
-    __slots__ = ("_auth", "_clients", "_resolved", "_revoked", "_table", "_verifier")
+    __slots__ = ("_auth", "_clients", "_clock", "_known", "_resolved", "_revoked", "_table", "_verifier")
 
     def __init__(
         self,
@@ -88,8 +92,22 @@ class JwtAuthStep:
         self._clients = clients
         self._revoked = revoked
         self._resolved: dict[str, _Resolved] = {}
+        self._known: dict[bytes, _Known] = {}
+        self._clock = verifier.clock
 
     def __call__(self, exchange: Exchange) -> Awaitable[None] | None:
+        known = self._known.get(exchange.authorization)
+        if known is not None:
+            now = self._clock()
+            if known[0] <= now < known[1] and known[2] == self._verifier.epoch():
+                exchange.identity = known[3]
+                exchange.client_id = known[4]
+                exchange.developer_id = known[5]
+                exchange.policy = known[6]
+                exchange.claims = known[7]
+                return None
+            # Expired, or the keys changed: the full path decides (and refuses with a reason).
+            del self._known[exchange.authorization]
         token = bearer_token(exchange.authorization)
         try:
             claims = self._verifier.verify_now(token)
@@ -116,6 +134,14 @@ class JwtAuthStep:
             self._resolved[token] = hit
         exchange.identity, exchange.client_id, exchange.developer_id, exchange.policy = hit
         exchange.claims = claims
+        window = self._verifier.validity(token)
+        if window is not None:
+            known = self._known
+            if len(known) >= _MAX_CACHED:
+                known.clear()
+            known[exchange.authorization] = (
+                window[0], window[1], self._verifier.epoch(), *hit, claims
+            )
 
     def _resolve(self, claims: Mapping[str, object]) -> _Resolved:
         client_id = find_client_id(claims, self._auth.client_claims)
