@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import orjson
 
@@ -111,7 +111,7 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
-_LINE = orjson.OPT_APPEND_NEWLINE
+_LINE: Final = orjson.OPT_APPEND_NEWLINE
 
 
 def _line_from_fields(record: AnalyticsRecord) -> bytes:

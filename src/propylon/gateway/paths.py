@@ -15,22 +15,23 @@ The rules (RFC 3986 §6.2.2 plus a few refusals):
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from propylon.gateway.errors import BadRequest
 
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_PCHAR = _UNRESERVED | frozenset(b"!$&'()*+,;=:@")
+_UNRESERVED: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PCHAR: Final = _UNRESERVED | frozenset(b"!$&'()*+,;=:@")
 # Anything that may need rewriting: escapes, dot segments, doubled slashes, odd bytes.
-_NEEDS_WORK = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]|//|/\.(?:/|\.|$)")
-_HEX = b"0123456789ABCDEF"
+_NEEDS_WORK: Final = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]|//|/\.(?:/|\.|$)")
+_HEX: Final = b"0123456789ABCDEF"
 
 
 # Recent results: an API sees the same few paths again and again, and a dictionary lookup costs a
 # fraction of the regex scan. Bounded by clearing and by path length, so a flood of distinct or
 # long paths costs at most a few megabytes; refusals are never cached (they raise).
-_CACHE_SIZE = 4096
-_CACHE_MAX_PATH = 256
-_cache: dict[bytes, str] = {}
+_CACHE_SIZE: Final = 4096
+_CACHE_MAX_PATH: Final = 256
+_cache: Final[dict[bytes, str]] = {}
 
 
 def normalise_path(raw: bytes) -> str:

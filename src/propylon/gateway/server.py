@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
-from time import perf_counter
-from time import time as wall_clock
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -57,33 +56,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Module-level names are Final throughout this module: compiled by mypyc, a Final constant is a
+# C constant or a static, while any other module global is a dictionary lookup at every use.
+perf_counter: Final = time.perf_counter
+wall_clock: Final = time.time
+
 # Hop-by-hop headers and headers the gateway sets itself. Client-sent X-Forwarded-*, Forwarded
 # and X-Real-IP are dropped: the gateway trusts no proxy in front of it.
-_REQUEST_DROP = HOP_BY_HOP | {
+_REQUEST_DROP: Final = HOP_BY_HOP | {
     b"host", b"content-length", b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-host",
     b"x-forwarded-proto", b"x-forwarded-port", b"x-real-ip",
 }
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # The method as text, without a decode per request; anything else is decoded (and still valid).
-_METHOD_NAMES = {
+_METHOD_NAMES: Final = {
     m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 }
-_BUFFER_PAUSE_BYTES = 256 * 1024
+_BUFFER_PAUSE_BYTES: Final = 256 * 1024
 # The record is a named tuple: the tuple constructor builds it without the named tuple's
 # Python-level __new__ (see policy.rate), which counts on a call made for every request.
-_new_record = tuple.__new__
+_new_record: Final = tuple.__new__
 
 # Reasons for which reading from the client is paused; reading resumes when none holds.
-_PAUSE_PIPELINE = 1
-_PAUSE_UPSTREAM = 2
-_PAUSE_BUFFER = 4
-_PAUSE_FINAL = 8
+_PAUSE_PIPELINE: Final = 1
+_PAUSE_UPSTREAM: Final = 2
+_PAUSE_BUFFER: Final = 4
+_PAUSE_FINAL: Final = 8
 
 # How the response body is framed towards the client.
-_BODY_NONE = 0
-_BODY_RAW = 1
-_BODY_CHUNKED = 2
-_BODY_UNTIL_CLOSE = 3
+_BODY_NONE: Final = 0
+_BODY_RAW: Final = 1
+_BODY_CHUNKED: Final = 2
+_BODY_UNTIL_CLOSE: Final = 3
 
 
 class _Request:
@@ -161,6 +165,13 @@ class ClientConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # Bound methods kept per connection: compiled, calling one is a plain call, while
+        # ``self.parser.feed_data(...)`` looks the method up by name on every request.
+        self._now: Callable[[], float] = self.loop.time
+        self._feed: Callable[[bytes], None] = self.parser.feed_data
+        self._get_method: Callable[[], bytes] = self.parser.get_method
+        self._keep_alive: Callable[[], bool] = self.parser.should_keep_alive
+        self._send: Callable[[bytes], None] | None = None
         self.client_ip = ""
         self._client_ip_line = b"\r\n"
         self.queue: deque[_Request] = deque()
@@ -195,6 +206,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
+        self._send = self.transport.write
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else ""
         # The end of the x-forwarded-for line, encoded once per connection rather than per request.
@@ -209,12 +221,12 @@ class ClientConnection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_read = self.loop.time()
+        self.last_read = self._now()
         if self.paused & _PAUSE_FINAL or self.closed:
             return
         self.begin_batch()
         try:
-            self.parser.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserUpgrade:
             self._fatal(BadRequest("Protocol upgrades are not supported", reason="upgrade"))
         except httptools.HttpParserError as exc:
@@ -277,7 +289,7 @@ class ClientConnection(asyncio.Protocol):
         req = self.current
         assert req is not None
         try:
-            req.ex = self._exchange(req, self.parser.should_keep_alive())
+            req.ex = self._exchange(req, self._keep_alive())
         except GatewayError as exc:
             self._parse_error = exc
             raise
@@ -318,7 +330,7 @@ class ClientConnection(asyncio.Protocol):
     def _exchange(self, req: _Request, keep_alive: bool) -> Exchange:
         """Build the exchange from the parsed head, classifying headers once."""
         parser = self.parser
-        raw_method = parser.get_method()
+        raw_method = self._get_method()
         method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii")
         req.method = raw_method
         if method == "CONNECT":
@@ -526,7 +538,7 @@ class ClientConnection(asyncio.Protocol):
         self._upstream_timeout = api.api.upstream_timeout
         # The clock is read here: the client's last read may be long past (a pipelined request, a
         # JWKS fetch), and a pooled connection's last read is from its previous exchange.
-        self.upstream_deadline = self.loop.time() + self._upstream_timeout
+        self.upstream_deadline = self._now() + self._upstream_timeout
         if self.paused & _PAUSE_BUFFER:
             self._resume(_PAUSE_BUFFER)
 
@@ -736,8 +748,8 @@ class ClientConnection(asyncio.Protocol):
         batch = self._batch
         if batch is not None:
             batch.append(data)
-        elif self.transport is not None:
-            self.transport.write(data)
+        elif self._send is not None:
+            self._send(data)
 
     def begin_batch(self) -> None:
         """Collect writes until :meth:`end_batch` (called around each read event)."""
@@ -747,8 +759,9 @@ class ClientConnection(asyncio.Protocol):
     def end_batch(self) -> None:
         """Send what was collected since :meth:`begin_batch` in one write."""
         batch, self._batch = self._batch, None
-        if batch and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        send = self._send
+        if batch and send is not None and self.transport is not None and not self.transport.is_closing():
+            send(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def close(self) -> None:
         """Close after the pending writes are flushed."""

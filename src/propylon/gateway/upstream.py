@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Protocol, cast
+from collections.abc import Callable
+from typing import Final, Protocol, cast
 
 import httptools
 
@@ -22,14 +23,14 @@ from propylon.gateway.errors import BadGateway, GatewayTimeout
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = frozenset({
+HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
     b"upgrade", b"proxy-authenticate", b"proxy-authorization",
 })
 """Headers that concern one connection only (RFC 9110 §7.6.1): never forwarded, either way."""
 
 
-_COMMON_HEADERS = (
+_COMMON_HEADERS: Final = (
     b"accept", b"accept-encoding", b"accept-language", b"accept-ranges", b"age",
     b"authorization", b"cache-control", b"connection", b"content-encoding", b"content-length",
     b"content-type", b"cookie", b"date", b"etag", b"expect", b"expires", b"host", b"keep-alive",
@@ -37,7 +38,7 @@ _COMMON_HEADERS = (
     b"trailer", b"transfer-encoding", b"upgrade", b"user-agent", b"vary", b"x-forwarded-for",
     b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip", b"x-request-id",
 )
-LOWER_HEADER_NAMES: dict[bytes, bytes] = {
+LOWER_HEADER_NAMES: Final[dict[bytes, bytes]] = {
     spelling: name
     for name in _COMMON_HEADERS
     for spelling in (name, name.title(), name.upper())
@@ -69,8 +70,9 @@ class UpstreamConnection(asyncio.Protocol):
     """One connection to an upstream, parsing the responses it sends."""
 
     __slots__ = (
-        "_chunked", "_clock", "_connection", "_ignore", "_length_known", "_lines", "_parser", "_reason",
-        "closed", "idle_since", "key", "last_read", "listener", "skip_body", "transport",
+        "_chunked", "_clock", "_connection", "_feed", "_ignore", "_keep_alive", "_length_known",
+        "_lines", "_parser", "_reason", "_send", "_status", "closed", "idle_since", "key",
+        "last_read", "listener", "skip_body", "transport",
     )
 
     def __init__(self, key: tuple[str, str, int]) -> None:
@@ -78,6 +80,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.listener: UpstreamListener | None = None
         self._parser = httptools.HttpResponseParser(self)
+        # Bound methods kept per connection (see ClientConnection): no lookup by name per call.
+        self._feed: Callable[[bytes], None] = self._parser.feed_data
+        self._status: Callable[[], int] = self._parser.get_status_code
+        self._keep_alive: Callable[[], bool] = self._parser.should_keep_alive
+        self._send: Callable[[bytes], None] | None = None
         self._lines: list[bytes] = []
         self._connection = b""
         self._reason = b""
@@ -95,6 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
+        self._send = self.transport.write
 
     def data_received(self, data: bytes) -> None:
         self.last_read = self._clock()
@@ -104,7 +112,7 @@ class UpstreamConnection(asyncio.Protocol):
         if listener is not None:
             listener.begin_batch()
         try:
-            self._parser.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserError as exc:
             self._fail(BadGateway(f"upstream sent invalid HTTP: {exc}"))
         finally:
@@ -144,7 +152,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._lines.append(b"%b: %b\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
+        status = self._status()
         listener = self.listener
         lines, reason, connection = self._lines, self._reason, self._connection
         chunked, length_known = self._chunked, self._length_known
@@ -175,12 +183,12 @@ class UpstreamConnection(asyncio.Protocol):
             listener.upstream_body(body)
 
     def on_message_complete(self) -> None:
-        status = self._parser.get_status_code()
+        status = self._status()
         if status < 200 and status != 101:
             return
         listener, self.listener = self.listener, None
         if listener is not None:
-            listener.upstream_complete(self._parser.should_keep_alive())
+            listener.upstream_complete(self._keep_alive())
 
     # used by the exchange ------------------------------------------------------------------------
 
@@ -193,8 +201,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         """Send bytes upstream (request head or body)."""
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+        if self._send is not None and not self.closed:
+            self._send(data)
 
     def pause_reading(self) -> None:
         """Stop reading the response (the client is slower than the upstream)."""

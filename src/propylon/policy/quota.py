@@ -7,7 +7,7 @@ refused request consumes nothing. Time is passed in; nothing here reads a clock.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from propylon.domain.config import Quota
 
@@ -22,7 +22,7 @@ class QuotaDecision(NamedTuple):
 
 
 # See policy.rate: the tuple constructor skips the named tuple's Python-level __new__.
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
 
 
 def quota_hit(

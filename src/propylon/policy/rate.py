@@ -16,11 +16,11 @@ or the epoch minus a fixed offset, keeps that negligible.
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from propylon.domain.config import RateLimit
 
-_EPSILON = sys.float_info.epsilon
+_EPSILON: Final = sys.float_info.epsilon
 
 
 class RateDecision(NamedTuple):
@@ -42,7 +42,7 @@ class RateDecision(NamedTuple):
 
 # A named tuple's own constructor is a Python-level function; the tuple constructor builds the
 # same object without that call, which matters when one decision is made per request.
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
 
 
 def gcra(tat: float, now: float, rate: RateLimit) -> tuple[float, RateDecision]:

@@ -18,16 +18,17 @@ Not thread-safe: each gateway worker is one event loop, and each owns its counte
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Final
 
 from propylon.domain.config import Quota, RateLimit
 from propylon.policy.quota import QuotaDecision, quota_hit
 from propylon.policy.rate import RateDecision, gcra
 
-DEFAULT_MAX_KEYS = 1_000_000
+DEFAULT_MAX_KEYS: Final = 1_000_000
 
 # Entries examined per call; two keeps the sweep ahead of insertions (at most one per call).
-_SWEEP_EVERY = 32
-_SWEEP_BATCH = 64
+_SWEEP_EVERY: Final = 32
+_SWEEP_BATCH: Final = 64
 
 # (window_start, used, window_end): the end is kept so the sweep needs no Quota to judge it.
 _QuotaState = tuple[float, int, float]

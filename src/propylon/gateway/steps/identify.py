@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
+from typing import Final
 
 from propylon.domain.config import ALL_APIS, Client, JwtAuth, Policy
 from propylon.gateway.errors import Forbidden, Unauthorized
@@ -23,7 +24,7 @@ from propylon.policy.resolve import find_client_id, resolve
 
 log = logging.getLogger(__name__)
 
-_MAX_CACHED = 100_000
+_MAX_CACHED: Final = 100_000
 _Resolved = tuple[str, str | None, str | None, EffectivePolicy]
 # valid from, valid until, verifier epoch, identity, client id, developer id, policy, claims
 _Known = tuple[float, float, int, str, str | None, str | None, EffectivePolicy, dict[str, object]]

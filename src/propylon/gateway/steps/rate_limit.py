@@ -13,12 +13,15 @@ import math
 import time
 from collections.abc import Callable
 from math import ceil
-from time import time as wall_clock
+from typing import Final
 
 from propylon.domain.config import Quota, RateLimit
 from propylon.gateway.errors import Header, TooManyRequests
 from propylon.gateway.exchange import Exchange
 from propylon.storage.counters import CounterStore
+
+# Final: compiled, a static rather than a module-dictionary lookup per call.
+wall_clock: Final = time.time
 
 
 def limit_headers(
