@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from propylon.analytics.buffer import AnalyticsWriteError, AnalyticsWriter
-from propylon.analytics.jsonl import JsonLinesWriter, _line_from_fields
+from propylon.analytics.jsonl import JsonLinesWriter, _line_from_fields, _new_row, encode_json_lines
 from propylon.domain.analytics import AnalyticsRecord
 from tests.analytics.factory import make_record
 
@@ -137,6 +137,17 @@ def test_fast_encoding_matches_the_record_json_form(tmp_path: Path, when: float)
 def test_a_line_is_the_records_json_dict_in_field_order(overrides: dict[str, object]) -> None:
     record = make_record(5, **overrides)
     expected = record.to_json_dict()
-    line = _line_from_fields(record)
+    line = _line_from_fields(record, _new_row())
     assert line == orjson.dumps(expected) + b"\n"  # same keys, same order, NaN as null
     assert list(json.loads(line)) == ["timestamp", *AnalyticsRecord._fields]
+
+
+def test_a_batch_is_the_concatenation_of_its_lines() -> None:
+    # One dict is reused for a whole batch: no value of one record may leak into the next.
+    records = [
+        make_record(1, identity="a", error="rate_limited", upstream_latency_ms=1.5),
+        make_record(2, identity=None, error=None, upstream_latency_ms=None, developer_id="d"),
+        make_record(3),
+    ]
+    expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for r in records)
+    assert encode_json_lines(records) == expected

@@ -118,3 +118,40 @@ async def test_keyless_limits_apply_per_client_address(
     url = f"http://127.0.0.1:{gw.port}/open/x"
     assert [(await client.get(url)).status_code for _ in range(3)] == [200, 200, 429]
     assert (await client.post(url)).status_code == 403  # access rights apply to keyless too
+
+
+def test_counter_keys_separate_kinds_apis_and_identities_and_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from propylon.gateway.steps import rate_limit
+
+    rate_keys = rate_limit.CounterKeys("rate", "orders")
+    keys = {
+        rate_keys.key("alice"), rate_keys.key("bob"),
+        rate_limit.CounterKeys("quota", "orders").key("alice"),
+        rate_limit.CounterKeys("rate", "billing").key("alice"),
+        # a separator inside an id must not make two different pairs collide
+        rate_limit.CounterKeys("rate", "orders\x00alice").key(""),
+    }
+    assert len(keys) == 5
+    assert rate_keys.key("alice") is rate_keys.key("alice")  # made once, hash kept
+    many = rate_limit.CounterKeys("rate", "orders")
+    for n in range(100_001):
+        many.key(f"id-{n}")
+    assert len(many._keys) <= 100_000
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_rate_limit_lines_match_the_reference_headers_on_every_call(legacy: bool) -> None:
+    from propylon.gateway.steps.rate_limit import limit_headers, limit_lines, limit_template
+
+    template = limit_template("rate", 5, 10.0, legacy=legacy)
+    for _ in range(3):  # later rounds are served from the memo
+        for remaining, reset_after in [(4, 2.0), (3, 4.0), (0, 9.5), (-1, 0.0), (4, 1.2)]:
+            while True:
+                second = int(time.time())
+                lines = limit_lines(template, remaining, reset_after, legacy=legacy)
+                expected = limit_headers("rate", 5, remaining, reset_after, 10.0, legacy=legacy)
+                if int(time.time()) == second:
+                    break
+            assert lines == b"".join(b"%b: %b\r\n" % pair for pair in expected)

@@ -114,28 +114,37 @@ def _ends_with_newline(path: Path) -> bool:
 _LINE: Final = orjson.OPT_APPEND_NEWLINE
 
 
-def _line_from_fields(record: AnalyticsRecord) -> bytes:
-    # Unpacked positionally (one tuple unpack, compiled or not) and handed to orjson as a dict;
+_FIELDS: Final = ("timestamp", *AnalyticsRecord._fields)
+
+
+def _new_row() -> dict[str, object]:
+    """A dict with every key of a line, in order, to be filled by :func:`_line_from_fields`."""
+    return dict.fromkeys(_FIELDS)
+
+
+def _line_from_fields(record: AnalyticsRecord, row: dict[str, object]) -> bytes:
+    # Unpacked positionally (one tuple unpack, compiled or not) and handed to orjson as a dict.
+    # The dict is made once per batch and its values replaced per record: assigning to existing
+    # keys keeps their order and costs about a third of building a new 15-key dict.
     # tests/analytics/test_jsonl.py checks the result against AnalyticsRecord.to_json_dict().
     (when, api_id, method, path, status, upstream_latency_ms, total_latency_ms, identity,
      client_id, developer_id, policy, bytes_in, bytes_out, error) = record
-    return orjson.dumps({
-        "timestamp": iso_utc(when),
-        "time": when,
-        "api_id": api_id,
-        "method": method,
-        "path": path,
-        "status": status,
-        "upstream_latency_ms": upstream_latency_ms,
-        "total_latency_ms": total_latency_ms,
-        "identity": identity,
-        "client_id": client_id,
-        "developer_id": developer_id,
-        "policy": policy,
-        "bytes_in": bytes_in,
-        "bytes_out": bytes_out,
-        "error": error,
-    }, option=_LINE)
+    row["timestamp"] = iso_utc(when)
+    row["time"] = when
+    row["api_id"] = api_id
+    row["method"] = method
+    row["path"] = path
+    row["status"] = status
+    row["upstream_latency_ms"] = upstream_latency_ms
+    row["total_latency_ms"] = total_latency_ms
+    row["identity"] = identity
+    row["client_id"] = client_id
+    row["developer_id"] = developer_id
+    row["policy"] = policy
+    row["bytes_in"] = bytes_in
+    row["bytes_out"] = bytes_out
+    row["error"] = error
+    return orjson.dumps(row, option=_LINE)
 
 
 def encode_json_lines(records: Sequence[AnalyticsRecord]) -> bytes:
@@ -145,11 +154,12 @@ def encode_json_lines(records: Sequence[AnalyticsRecord]) -> bytes:
     # buffers come from malloc, not Python's allocator, and glibc returned the freed batch to the
     # kernel only to fault the same pages in again for the next one.
     out = bytearray()
+    row = _new_row()
     for record in records:
         try:
             # orjson (NaN becomes null) at a tenth of the stdlib's cost: this runs on the event
             # loop for every request's record.
-            out += _line_from_fields(record)
+            out += _line_from_fields(record, row)
             continue
         except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError):
             pass

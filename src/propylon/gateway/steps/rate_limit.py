@@ -22,6 +22,10 @@ from propylon.storage.counters import CounterStore
 
 # Final: compiled, a static rather than a module-dictionary lookup per call.
 wall_clock: Final = time.time
+_MAX_KEYS: Final = 100_000
+# Rendered rate-limit header lines by (template, remaining, reset, reset time); see limit_lines.
+_LINES: Final[dict[tuple[bytes, int, int, int], bytes]] = {}
+_MAX_LINES: Final = 4096
 
 
 def limit_headers(
@@ -61,12 +65,23 @@ def limit_template(name: str, limit: int, window: float, *, legacy: bool) -> byt
 
 
 def limit_lines(template: bytes, remaining: int, reset_after: float, *, legacy: bool) -> bytes:
-    """The header lines for a successful response, from the limit's :func:`limit_template`."""
+    """The header lines for a successful response, from the limit's :func:`limit_template`.
+
+    Remembered per template and numbers: the same few combinations recur within a second (a
+    small limit cycles through its remaining counts, a large one hardly moves), and a lookup
+    costs a fraction of formatting four numbers into bytes.
+    """
     reset = ceil(reset_after) if reset_after > 0 else 0
     remaining = remaining if remaining > 0 else 0
-    if legacy:
-        return template % (remaining, reset, remaining, int(wall_clock()) + reset)
-    return template % (remaining, reset)
+    at = int(wall_clock()) + reset if legacy else 0
+    key = (template, remaining, reset, at)
+    lines = _LINES.get(key)
+    if lines is None:
+        if len(_LINES) >= _MAX_LINES:
+            _LINES.clear()
+        values = (remaining, reset, remaining, at) if legacy else (remaining, reset)
+        lines = _LINES[key] = template % values
+    return lines
 
 
 def retry_after(seconds: float) -> Header:
@@ -74,13 +89,36 @@ def retry_after(seconds: float) -> Header:
     return (b"retry-after", str(max(1, math.ceil(seconds))).encode())
 
 
+class CounterKeys:
+    """Counter keys (``kind``, API, identity) made once per identity rather than per request.
+
+    The identity string comes from the auth step's cache (its hash already computed), and the key
+    made once keeps its own hash, so neither is built nor hashed again per request.
+    """
+
+    __slots__ = ("_keys", "_prefix")
+
+    def __init__(self, kind: str, api_id: str) -> None:
+        self._prefix = f"{kind}\x00{api_id}\x00"
+        self._keys: dict[str, str] = {}
+
+    def key(self, identity: str) -> str:
+        """The counter key of ``identity`` for this API."""
+        key = self._keys.get(identity)
+        if key is None:
+            if len(self._keys) >= _MAX_KEYS:
+                self._keys.clear()
+            key = self._keys[identity] = self._prefix + identity
+        return key
+
+
 class RateLimitStep:
     """GCRA rate limit per API and identity."""
 
-    __slots__ = ("_clock", "_counters", "_prefix", "_templates")
+    __slots__ = ("_clock", "_counters", "_keys", "_templates")
 
     def __init__(self, api_id: str, counters: CounterStore, clock: Callable[[], float]) -> None:
-        self._prefix = f"rate\x00{api_id}\x00"
+        self._keys = CounterKeys("rate", api_id)
         self._counters = counters
         self._clock = clock
         # Keyed by identity, not by the model: hashing a pydantic model is a Python-level call
@@ -92,34 +130,32 @@ class RateLimitStep:
         rate = policy.rate if policy is not None else None
         if rate is None:
             return
-        decision = self._counters.rate_hit(self._prefix + (exchange.identity or ""), rate, self._clock())
-        if not decision.allowed:
+        key = self._keys.key(exchange.identity or "")
+        allowed, limit, remaining, reset_after, wait = self._counters.rate_hit(key, rate, self._clock())
+        if not allowed:
             headers = limit_headers(
-                "rate", decision.limit, decision.remaining, decision.reset_after, rate.per_seconds,
-                legacy=True,
+                "rate", limit, remaining, reset_after, rate.per_seconds, legacy=True
             )
             raise TooManyRequests(
                 "Rate limit exceeded", reason="rate_limited",
-                headers=[*headers, retry_after(decision.retry_after)],
+                headers=[*headers, retry_after(wait)],
             )
         cached = self._templates.get(id(rate))
         if cached is not None and cached[0] is rate:
             template = cached[1]
         else:
-            template = limit_template("rate", decision.limit, rate.per_seconds, legacy=True)
+            template = limit_template("rate", limit, rate.per_seconds, legacy=True)
             self._templates[id(rate)] = (rate, template)
-        exchange.response_headers.append(
-            limit_lines(template, decision.remaining, decision.reset_after, legacy=True)
-        )
+        exchange.response_headers.append(limit_lines(template, remaining, reset_after, legacy=True))
 
 
 class QuotaStep:
     """Fixed-window quota per API and identity; denied requests do not consume it."""
 
-    __slots__ = ("_clock", "_counters", "_prefix", "_templates")
+    __slots__ = ("_clock", "_counters", "_keys", "_templates")
 
     def __init__(self, api_id: str, counters: CounterStore, clock: Callable[[], float]) -> None:
-        self._prefix = f"quota\x00{api_id}\x00"
+        self._keys = CounterKeys("quota", api_id)
         self._counters = counters
         self._clock = clock
         # By identity, as in RateLimitStep; the X-RateLimit trio is included or not.
@@ -130,9 +166,7 @@ class QuotaStep:
         quota = policy.quota if policy is not None else None
         if quota is None:
             return
-        decision = self._counters.quota_hit(
-            self._prefix + (exchange.identity or ""), quota, self._clock()
-        )
+        decision = self._counters.quota_hit(self._keys.key(exchange.identity or ""), quota, self._clock())
         # The X-RateLimit trio describes the rate limit when there is one; it describes the
         # quota when the quota is what refused the request or the only limit.
         if not decision.allowed:
