@@ -6,7 +6,9 @@ Configurations (see benchmarks/README.md for why each is set up the way it is):
 * ``nginx``        – nginx as a plain keep-alive reverse proxy (the baseline of the ratios);
 * ``haproxy``      – HAProxy verifying the same RS256 JWT on every request (``jwt_verify``);
 * ``propylon-1w``  – ``propylon gateway`` with JWT auth, a rate limit that never triggers and
-  analytics, one worker; ``propylon-2w`` – the same with two workers.
+  analytics, one worker; ``propylon-2w`` – the same with two workers;
+* ``floor``        – ``floor_proxy.py``, the bare Protocol/httptools/uvloop proxy with a token dict
+  and none of Propylon's features: what the design costs before any feature (not a product).
 
 Every request carries one of ``--clients`` distinct RS256 tokens (wrk rotates through them with
 ``templates/rotate-tokens.lua``). Configurations are interleaved round by round and the median of
