@@ -107,8 +107,9 @@ class GatewaySettings(BaseSettings):
     max_token_bytes: int = Field(default=8 * 1024, ge=512, le=64 * 1024)
     """Longest bearer token the gateway will decode; longer gets the generic 401."""
 
-    verified_token_cache: int = Field(default=100_000, ge=0)
-    """Verified tokens kept in memory (until their ``exp``) so signatures are checked once."""
+    verified_token_cache: int = Field(default=100_000, ge=1)
+    """Verified tokens kept in memory (until their ``exp``) so signatures are checked once; at
+    least 1 (the verifier always caches)."""
 
     jwks_ttl: float = Field(default=600.0, gt=0)
     """Seconds JWKS are cached when the IdP sends no Cache-Control max-age."""

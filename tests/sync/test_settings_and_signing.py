@@ -119,3 +119,11 @@ def test_cli_gateway_takes_the_node_secret_from_the_environment_only(
     result = runner.invoke(main, ["gateway", "--help"])
     assert "--dashboard" in result.output
     assert "--node-secret" not in result.output
+
+
+def test_a_verified_token_cache_of_zero_is_refused_at_load(tmp_path: Path) -> None:
+    # It used to pass the settings and then stop the gateway with a ValueError from the verifier.
+    with pytest.raises(ValidationError, match="verified_token_cache"):
+        GatewaySettings(config_file=tmp_path / "gw.yaml", verified_token_cache=0)
+    settings = GatewaySettings(config_file=tmp_path / "gw.yaml", verified_token_cache=1)
+    assert settings.verified_token_cache == 1
