@@ -28,7 +28,6 @@ earlier commit's compiled environment) in the same rounds, for a before/after co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -39,14 +38,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchlib.processes import (
-    BenchError,
-    free_port,
-    http_status,
-    require_tools,
-    start_process,
-    wait_ready,
-)
+from benchlib.processes import BenchError, require_tools
 from benchlib.targets import (
     StartContext,
     Target,
@@ -54,6 +46,7 @@ from benchlib.targets import (
     propylon_config,
     start_floor,
     start_nginx_proxy,
+    start_propylon,
     start_upstream,
 )
 from benchlib.tokens import generate_keys, jwks_server, mint_tokens
@@ -97,31 +90,15 @@ def _gateway_config(context: StartContext, name: str) -> dict[str, Any]:
     return config
 
 
-def _start_propylon(context: StartContext, name: str, executable: str) -> Target:
-    prefix = context.workdir / name
-    prefix.mkdir(mode=0o755)
-    data_dir = prefix / "data"
-    data_dir.mkdir()
-    config_path = prefix / "gateway.json"
-    config_path.write_text(json.dumps(_gateway_config(context, name), indent=2))
-    port = free_port()
-    env = {"PROPYLON_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8"}
-    if name not in ("full", "base"):
-        env["PROPYLON_ANALYTICS_ENABLED"] = "false"
-    argv = [executable, "gateway", "--config", str(config_path), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--data-dir", str(data_dir)]
-    process = start_process(name, argv, prefix, env=env)
-    probe_token = None if name == "keyless" else context.probe_token
-    wait_ready(process, port, lambda: http_status(port, probe_token) == 200)
-    return Target(name=name, port=port, authenticates=name != "keyless", process=process)
-
-
 def _start(name: str, context: StartContext, executables: dict[str, str]) -> Target:
     if name == "nginx":
         return start_nginx_proxy(context)
     if name == "floor":
         return start_floor(context)
-    return _start_propylon(context, name, executables[name])
+    return start_propylon(
+        context, 1, name=name, config=_gateway_config(context, name),
+        executable=executables[name], analytics=name in ("full", "base"),
+    )
 
 
 def measure(

@@ -74,7 +74,7 @@ class StartContext:
     propylon_executable: str | None
 
 
-def _probe(port: int, token: str) -> bool:
+def _probe(port: int, token: str | None) -> bool:
     return http_status(port, token) == 200
 
 
@@ -194,15 +194,30 @@ def check_propylon_cli(executable: str | None) -> str:
     return executable
 
 
-def start_propylon(context: StartContext, workers: int) -> Target:
-    name = f"propylon-{workers}w"
+def start_propylon(
+    context: StartContext,
+    workers: int,
+    *,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    executable: str | None = None,
+    analytics: bool = True,
+) -> Target:
+    """``propylon gateway`` on a free loopback port; by default the ``propylon-Nw`` configuration.
+
+    ``features.py`` passes its own name, configuration (``propylon_config`` with features taken
+    out), executable (another build) and ``analytics=False``; a configuration without identity
+    providers is keyless and probed without a token.
+    """
+    name = name or f"propylon-{workers}w"
+    config = config if config is not None else propylon_config(context)
     prefix = _subdir(context, name)
     data_dir = prefix / "data"
     data_dir.mkdir()
     config_path = prefix / "gateway.json"
-    config_path.write_text(json.dumps(propylon_config(context), indent=2))
+    config_path.write_text(json.dumps(config, indent=2))
     port = free_port()
-    executable = check_propylon_cli(context.propylon_executable)
+    executable = check_propylon_cli(executable or context.propylon_executable)
     argv = [
         executable,
         "gateway",
@@ -219,16 +234,19 @@ def start_propylon(context: StartContext, workers: int) -> Target:
     ]
     # The benchmark's JWKS server listens on loopback, which the gateway's SSRF guard refuses
     # unless the network is allowed.
-    process = start_process(
-        name, argv, prefix, env={"PROPYLON_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8"}
-    )
-    wait_ready(process, port, lambda: _probe(port, context.probe_token))
+    env = {"PROPYLON_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    if not analytics:
+        env["PROPYLON_ANALYTICS_ENABLED"] = "false"
+    process = start_process(name, argv, prefix, env=env)
+    authenticates = bool(config.get("identity_providers"))
+    probe_token = context.probe_token if authenticates else None
+    wait_ready(process, port, lambda: _probe(port, probe_token))
     return Target(
         name=name,
         port=port,
-        authenticates=True,
+        authenticates=authenticates,
         process=process,
-        analytics_path=data_dir / "analytics.jsonl",
+        analytics_path=data_dir / "analytics.jsonl" if analytics else None,
     )
 
 
