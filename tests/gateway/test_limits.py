@@ -155,3 +155,23 @@ def test_rate_limit_lines_match_the_reference_headers_on_every_call(legacy: bool
                 if int(time.time()) == second:
                     break
             assert lines == b"".join(b"%b: %b\r\n" % pair for pair in expected)
+
+
+def test_prepared_rate_lines_follow_the_wall_clock_from_one_second_to_the_next() -> None:
+    # The rate step keeps the lines it rendered last; the same counts a second later must still
+    # say the later reset time.
+    from propylon.domain.config import RateLimit
+    from propylon.gateway.steps.rate_limit import _PreparedRate, limit_headers
+
+    prepared = _PreparedRate(RateLimit(requests=5, per_seconds=10))
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + 3
+    while len(seen) < 2 and time.monotonic() < deadline:
+        second = int(time.time())
+        lines = prepared.lines(4, 2.0)
+        expected = limit_headers("rate", 5, 4, 2.0, 10.0, legacy=True)
+        if int(time.time()) == second:
+            assert lines == b"".join(b"%b: %b\r\n" % pair for pair in expected)
+            seen.add(lines)
+        time.sleep(0.01)
+    assert len(seen) == 2

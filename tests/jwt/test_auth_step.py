@@ -36,7 +36,10 @@ def _exchange(token: str) -> Exchange:
 
 
 async def _identity(step: JwtAuthStep, token: str) -> str | None:
-    exchange = _exchange(token)
+    return await _identity_of(step, _exchange(token))
+
+
+async def _identity_of(step: JwtAuthStep, exchange: Exchange) -> str | None:
     pending = step(exchange)
     if pending is not None:
         await pending
@@ -107,3 +110,24 @@ async def test_a_token_accepted_only_through_the_leeway_is_never_remembered(
     assert await _identity(step, token) == "alice"
     assert await _identity(step, token) == "alice"
     assert len(rsa_verifications) == 2
+
+
+async def test_a_value_ending_like_a_remembered_one_is_not_taken_for_it(
+    idp: TestIdp, make_verifier: MakeVerifier, rsa_verifications: list[int]
+) -> None:
+    # Remembered values are looked up by their last bytes; the whole value must still match.
+    verifier, _ = await make_verifier()
+    step = _step(verifier)
+    token = idp.mint({"sub": "alice"})
+    assert await _identity(step, token) == "alice"
+    forged = _exchange(token)
+    forged.authorization = b"Bearer not-a-token." + token[-40:].encode()
+    with pytest.raises(Unauthorized):
+        await _identity_of(step, forged)
+    # The same token with other spacing is another value: verified (from the verifier's cache),
+    # not served from the step's memory of the first spelling, and remembered in its place.
+    spaced = _exchange(token)
+    spaced.authorization = b"Bearer  " + token.encode()
+    assert await _identity_of(step, spaced) == "alice"
+    assert await _identity(step, token) == "alice"
+    assert len(rsa_verifications) == 1

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from propylon.domain.config import Quota, RateLimit
+from propylon.policy.rate import GcraLimit
 from propylon.storage.counters import CounterStore
 from propylon.storage.memory_counters import MemoryCounters
 
-RATE = RateLimit(requests=2, per_seconds=1)
+RATE = GcraLimit(RateLimit(requests=2, per_seconds=1))
 QUOTA = Quota(max=2, renewal_seconds=60)
 
 
@@ -60,7 +61,7 @@ def test_recovered_entries_are_swept_as_traffic_goes_on() -> None:
 
 def test_sweeping_keeps_live_state() -> None:
     store = MemoryCounters()
-    slow = RateLimit(requests=1, per_seconds=10_000)
+    slow = GcraLimit(RateLimit(requests=1, per_seconds=10_000))
     store.rate_hit("hog", slow, 0.0)
     for i in range(5_000):
         store.rate_hit(f"k{i}", RATE, float(i))
@@ -69,7 +70,7 @@ def test_sweeping_keeps_live_state() -> None:
 
 def test_hard_cap_bounds_memory_under_many_live_keys() -> None:
     store = MemoryCounters(max_keys=100)
-    slow = RateLimit(requests=1, per_seconds=3600)
+    slow = GcraLimit(RateLimit(requests=1, per_seconds=3600))
     long_quota = Quota(max=1, renewal_seconds=3600)
     for i in range(5_000):
         store.rate_hit(f"k{i}", slow, 0.0)

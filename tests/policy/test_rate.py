@@ -7,10 +7,14 @@ import math
 import pytest
 
 from propylon.domain.config import RateLimit
-from propylon.policy.rate import RateDecision, gcra
+from propylon.policy.rate import GcraLimit, RateDecision, gcra
 
 # Epoch-sized and small origins: rounding must not eat the last request of a burst.
 ORIGINS = [0.0, 1000.25, 1_767_225_600.123]
+
+
+def apply(tat: float, now: float, rate: RateLimit) -> tuple[float, RateDecision]:
+    return gcra(tat, now, GcraLimit(rate))
 
 
 def burst(
@@ -18,7 +22,7 @@ def burst(
 ) -> tuple[float, list[RateDecision]]:
     decisions = []
     for _ in range(count):
-        tat, decision = gcra(tat, now, rate)
+        tat, decision = apply(tat, now, rate)
         decisions.append(decision)
     return tat, decisions
 
@@ -45,22 +49,22 @@ def test_burst_of_exactly_requests_then_denied(
     assert all(d.limit == requests for d in decisions)
 
     # before one interval has passed: still denied
-    _, early = gcra(tat, origin + interval * 0.9 - eps, rate)
+    _, early = apply(tat, origin + interval * 0.9 - eps, rate)
     assert not early.allowed
     assert early.retry_after == pytest.approx(interval * 0.1 + eps, abs=eps)
     # after one interval: exactly one more, then denied again
     later = origin + interval
-    tat, again = gcra(tat, later, rate)
+    tat, again = apply(tat, later, rate)
     assert again.allowed
     assert again.remaining == 0
-    _, after = gcra(tat, later, rate)
+    _, after = apply(tat, later, rate)
     assert not after.allowed
 
 
 def test_denied_request_leaves_state_unchanged() -> None:
     rate = RateLimit(requests=2, per_seconds=2)
     tat, _ = burst(rate, 10.0, 2)
-    unchanged, decision = gcra(tat, 10.5, rate)
+    unchanged, decision = apply(tat, 10.5, rate)
     assert not decision.allowed
     assert unchanged == tat
     assert decision.retry_after == pytest.approx(0.5)
@@ -69,7 +73,7 @@ def test_denied_request_leaves_state_unchanged() -> None:
 
 def test_first_request_and_its_headers() -> None:
     rate = RateLimit(requests=10, per_seconds=60)
-    tat, decision = gcra(0.0, 1000.0, rate)
+    tat, decision = apply(0.0, 1000.0, rate)
     assert decision == RateDecision(
         allowed=True, limit=10, remaining=9, reset_after=6.0, retry_after=0.0
     )
@@ -78,8 +82,8 @@ def test_first_request_and_its_headers() -> None:
 
 def test_stale_state_counts_as_a_full_bucket() -> None:
     rate = RateLimit(requests=3, per_seconds=3)
-    _, fresh = gcra(0.0, 500.0, rate)
-    _, stale = gcra(100.0, 500.0, rate)
+    _, fresh = apply(0.0, 500.0, rate)
+    _, stale = apply(100.0, 500.0, rate)
     assert fresh == stale
     assert fresh.remaining == 2
 
@@ -91,7 +95,7 @@ def test_stale_state_counts_as_a_full_bucket() -> None:
 def test_bucket_refills_one_per_interval(wait: float, remaining_after_one_more: int | None) -> None:
     rate = RateLimit(requests=3, per_seconds=3)
     tat, _ = burst(rate, 0.0, 3)
-    _, decision = gcra(tat, wait, rate)
+    _, decision = apply(tat, wait, rate)
     if remaining_after_one_more is None:
         assert not decision.allowed
     else:
@@ -105,7 +109,7 @@ def test_sustained_rate_never_exceeds_the_limit() -> None:
     allowed = 0
     # one request every millisecond for ten seconds
     for step in range(10_000):
-        tat, decision = gcra(tat, step / 1000, rate)
+        tat, decision = apply(tat, step / 1000, rate)
         allowed += decision.allowed
     # burst of 5 plus 5 per second afterwards
     assert allowed <= 5 + 5 * 10

@@ -60,11 +60,14 @@ class UpstreamTarget:
 class CompiledApi:
     """An API ready for the hot path: its listen path, upstream and compiled steps."""
 
-    __slots__ = ("api", "id", "listen_path", "steps", "strip", "upstream")
+    __slots__ = ("api", "id", "listen_path", "steps", "strip", "upstream", "upstream_timeout")
 
     def __init__(self, api: Api, steps: Sequence[Step]) -> None:
         self.api = api
         self.id = api.id
+        # Copied from the model: compiled, a field read instead of a pydantic attribute lookup
+        # (~350 instructions) for every proxied request.
+        self.upstream_timeout: float = api.upstream_timeout
         self.listen_path = api.listen_path if api.listen_path.endswith("/") else api.listen_path + "/"
         self.strip = api.strip_listen_path
         self.upstream = UpstreamTarget.parse(api.upstream)

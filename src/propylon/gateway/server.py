@@ -535,7 +535,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             conn.write(head + b"".join(chunks) if chunks else head)
         ex.upstream_started = perf_counter()
-        self._upstream_timeout = api.api.upstream_timeout
+        self._upstream_timeout = api.upstream_timeout
         # The clock is read here: the client's last read may be long past (a pipelined request, a
         # JWKS fetch), and a pooled connection's last read is from its previous exchange.
         self.upstream_deadline = self._now() + self._upstream_timeout

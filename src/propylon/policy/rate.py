@@ -45,24 +45,46 @@ class RateDecision(NamedTuple):
 _new_tuple: Final = tuple.__new__
 
 
-def gcra(tat: float, now: float, rate: RateLimit) -> tuple[float, RateDecision]:
+class GcraLimit:
+    """A :class:`RateLimit` as :func:`gcra` uses it, prepared once per limit.
+
+    Reading a field of the pydantic model is a generic attribute lookup (its class defines
+    ``__getattr__``), about 350 instructions each; compiled, these are fields of a C struct.
+    Whoever applies a limit per request (the rate-limit step) keeps one of these per limit.
+    """
+
+    __slots__ = ("interval", "rate", "requests", "window")
+
+    def __init__(self, rate: RateLimit) -> None:
+        self.rate = rate
+        self.requests: int = rate.requests
+        self.window: float = float(rate.per_seconds)
+        self.interval: float = self.window / self.requests
+
+
+def gcra(tat: float, now: float, limit: GcraLimit) -> tuple[float, RateDecision]:
     """Apply one request at ``now`` to the state ``tat``; return the new TAT and the decision.
 
     A fresh key may pass any ``tat <= now`` (``now`` itself, or 0). A denied request leaves the
     TAT unchanged, so being refused costs nothing.
     """
-    # Hot path: model attributes read once, decisions built without keyword arguments.
-    requests = rate.requests
-    window = rate.per_seconds
-    interval = window / requests
+    # Hot path: decisions built without keyword arguments.
+    requests = limit.requests
+    window = limit.window
+    interval = limit.interval
     start = tat if tat > now else now
     new_tat = start + interval
     ahead = new_tat - now
     # Each stored TAT is rounded, and with epoch-sized timestamps an ulp is ~0.2 µs, so a burst
     # of N could otherwise lose its last request to rounding. The slack covers N roundings and
     # stays far below one interval, so the burst size is still exact.
-    # (epsilon * |x| bounds ulp(x) and avoids a function call.)
-    slack = min(0.5 * interval, (requests + 1) * _EPSILON * abs(new_tat + window))
+    # (epsilon * |x| bounds ulp(x) and avoids a function call; so do the conditionals below,
+    # which compile to float comparisons where min() and abs() are calls of builtins.)
+    end = new_tat + window
+    slack = (requests + 1) * _EPSILON * (end if end >= 0.0 else -end)
+    half = 0.5 * interval
+    if slack > half:
+        slack = half
     if ahead > window + slack:
         # allowed, limit, remaining, reset_after, retry_after
         return tat, _new_tuple(

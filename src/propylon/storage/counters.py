@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from propylon.domain.config import Quota, RateLimit
+from propylon.domain.config import Quota
 from propylon.policy.quota import QuotaDecision
-from propylon.policy.rate import RateDecision
+from propylon.policy.rate import GcraLimit, RateDecision
 
 
 class CounterStore(Protocol):
@@ -24,8 +24,11 @@ class CounterStore(Protocol):
     Rate and quota state live apart, so one key may carry both.
     """
 
-    def rate_hit(self, key: str, rate: RateLimit, now: float) -> RateDecision:
-        """Apply one request at ``now`` to ``key``'s rate limit; a refusal consumes nothing."""
+    def rate_hit(self, key: str, limit: GcraLimit, now: float) -> RateDecision:
+        """Apply one request at ``now`` to ``key``'s rate limit; a refusal consumes nothing.
+
+        ``limit`` is the policy's rate limit prepared once (:class:`GcraLimit`), not per call.
+        """
         ...
 
     def quota_hit(self, key: str, quota: Quota, now: float) -> QuotaDecision:

@@ -2,15 +2,21 @@
 
 Memory stays bounded without ever scanning the whole table on one call:
 
-- each touched key moves to the back of its table, and every 32nd call examines the 64 entries
-  at the front: a fully recovered one (rate: TAT not ahead of now; quota: window over) is
-  dropped, since a fresh entry would decide the same; a live one rotates to the back. Each call
-  adds at most one entry and, on average, two are examined, so recovered entries cannot pile up
-  (sweeping in bursts keeps the per-call cost to a counter check);
-- a hard cap ``max_keys`` per table evicts from the front (least recently touched or examined)
-  when many distinct keys are live at once. An evicted key starts afresh, i.e. this fails open
-  for that key: the alternative, refusing new keys, would let a flood of identities lock out
-  everyone else.
+- new keys join the back of their table, and every 32nd call examines the 64 entries at the
+  front: a fully recovered one (rate: TAT not ahead of now; quota: window over) is dropped, since
+  a fresh entry would decide the same; a live one rotates to the back. Each call adds at most one
+  entry and, on average, two are examined, so recovered entries cannot pile up (sweeping in
+  bursts keeps the per-call cost to a counter check);
+- a hard cap ``max_keys`` per table evicts from the front when many distinct keys are live at
+  once. An evicted key starts afresh, i.e. this fails open for that key: the alternative,
+  refusing new keys, would let a flood of identities lock out everyone else.
+
+A quota entry moves to the back whenever it is used. A rate entry is a small mutable object
+updated where it stands: a rate limit is applied to every request of a limited API, and moving
+its entry (an ``OrderedDict`` pop and insert) cost more than the GCRA arithmetic itself. So the
+rate table's front holds the entries least recently added or examined by the sweep, not least
+recently used; a live entry that reaches the front rotates to the back as before, and only the
+hard cap (more than ``max_keys`` live identities) can evict one that is in use.
 
 Not thread-safe: each gateway worker is one event loop, and each owns its counters.
 """
@@ -20,9 +26,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
-from propylon.domain.config import Quota, RateLimit
+from propylon.domain.config import Quota
 from propylon.policy.quota import QuotaDecision, quota_hit
-from propylon.policy.rate import RateDecision, gcra
+from propylon.policy.rate import GcraLimit, RateDecision, gcra
 
 DEFAULT_MAX_KEYS: Final = 1_000_000
 
@@ -32,6 +38,15 @@ _SWEEP_BATCH: Final = 64
 
 # (window_start, used, window_end): the end is kept so the sweep needs no Quota to judge it.
 _QuotaState = tuple[float, int, float]
+
+
+class _RateState:
+    """One key's theoretical arrival time (GCRA), updated in place."""
+
+    __slots__ = ("tat",)
+
+    def __init__(self, tat: float) -> None:
+        self.tat = tat
 
 
 class MemoryCounters:
@@ -45,7 +60,7 @@ class MemoryCounters:
         self._max_keys = max_keys
         # OrderedDict rather than dict: popping from the front of a plain dict leaves dead
         # slots that make finding the next front entry O(n) until the dict is rebuilt.
-        self._rates: OrderedDict[str, float] = OrderedDict()
+        self._rates: OrderedDict[str, _RateState] = OrderedDict()
         self._quotas: OrderedDict[str, _QuotaState] = OrderedDict()
         # One counter per table: a shared one could always be odd when one of them is called.
         self._rate_calls = 0
@@ -55,19 +70,24 @@ class MemoryCounters:
         """The number of keys held, rate and quota entries counted separately."""
         return len(self._rates) + len(self._quotas)
 
-    def rate_hit(self, key: str, rate: RateLimit, now: float) -> RateDecision:
+    def rate_hit(self, key: str, limit: GcraLimit, now: float) -> RateDecision:
         """Apply one request at ``now`` to ``key``'s rate limit (GCRA)."""
         rates = self._rates
-        tat, decision = gcra(rates.pop(key, now), now, rate)
-        rates[key] = tat
+        state = rates.get(key)
+        if state is None:
+            tat, decision = gcra(now, now, limit)
+            rates[key] = _RateState(tat)
+        else:
+            tat, decision = gcra(state.tat, now, limit)
+            state.tat = tat
         self._rate_calls += 1
         if not self._rate_calls % _SWEEP_EVERY:
             # min(): a TAT within an ulp of now counts as recovered, so even the key just touched
             # may go and leave the table empty.
             for _ in range(min(_SWEEP_BATCH, len(rates))):
-                old_key, old_tat = rates.popitem(last=False)
-                if old_tat > now:
-                    rates[old_key] = old_tat
+                old_key, old_state = rates.popitem(last=False)
+                if old_state.tat > now:
+                    rates[old_key] = old_state
         if len(rates) > self._max_keys:
             while len(rates) > self._max_keys:
                 rates.popitem(last=False)

@@ -18,6 +18,7 @@ from typing import Final
 from propylon.domain.config import Quota, RateLimit
 from propylon.gateway.errors import Header, TooManyRequests
 from propylon.gateway.exchange import Exchange
+from propylon.policy.rate import GcraLimit, RateDecision
 from propylon.storage.counters import CounterStore
 
 # Final: compiled, a static rather than a module-dictionary lookup per call.
@@ -74,6 +75,10 @@ def limit_lines(template: bytes, remaining: int, reset_after: float, *, legacy: 
     reset = ceil(reset_after) if reset_after > 0 else 0
     remaining = remaining if remaining > 0 else 0
     at = int(wall_clock()) + reset if legacy else 0
+    return _render(template, remaining, reset, at, legacy)
+
+
+def _render(template: bytes, remaining: int, reset: int, at: int, legacy: bool) -> bytes:
     key = (template, remaining, reset, at)
     lines = _LINES.get(key)
     if lines is None:
@@ -112,26 +117,64 @@ class CounterKeys:
         return key
 
 
+class _PreparedRate:
+    """One rate limit made ready for the hot path: its GCRA numbers, its header template and the
+    header lines it rendered last."""
+
+    __slots__ = ("_at", "_lines", "_remaining", "_reset", "limit", "template")
+
+    def __init__(self, rate: RateLimit) -> None:
+        self.limit = GcraLimit(rate)
+        self.template = limit_template("rate", rate.requests, rate.per_seconds, legacy=True)
+        self._remaining = -1
+        self._reset = -1
+        self._at = -1
+        self._lines = b""
+
+    def lines(self, remaining: int, reset_after: float) -> bytes:
+        """:func:`limit_lines` for this limit, with the last result kept beside the memo.
+
+        Under a generous limit every caller sees the same numbers for a second at a time, and
+        comparing three integers here is cheaper than the memo's tuple key and lookup; a small
+        limit, whose numbers change per caller, falls through to the memo.
+        """
+        reset = ceil(reset_after) if reset_after > 0 else 0
+        remaining = remaining if remaining > 0 else 0
+        at = int(wall_clock()) + reset
+        if remaining == self._remaining and reset == self._reset and at == self._at:
+            return self._lines
+        lines = _render(self.template, remaining, reset, at, True)
+        self._remaining = remaining
+        self._reset = reset
+        self._at = at
+        self._lines = lines
+        return lines
+
+
 class RateLimitStep:
     """GCRA rate limit per API and identity."""
 
-    __slots__ = ("_clock", "_counters", "_keys", "_templates")
+    __slots__ = ("_clock", "_hit", "_keys", "_prepared")
 
     def __init__(self, api_id: str, counters: CounterStore, clock: Callable[[], float]) -> None:
         self._keys = CounterKeys("rate", api_id)
-        self._counters = counters
+        # The bound method, kept: compiled, calling it skips a lookup by name per request.
+        self._hit: Callable[[str, GcraLimit, float], RateDecision] = counters.rate_hit
         self._clock = clock
         # Keyed by identity, not by the model: hashing a pydantic model is a Python-level call
         # per request. The model is kept in the value, so a reused id() cannot alias it.
-        self._templates: dict[int, tuple[RateLimit, bytes]] = {}
+        self._prepared: dict[int, _PreparedRate] = {}
 
     def __call__(self, exchange: Exchange) -> None:
         policy = exchange.policy
         rate = policy.rate if policy is not None else None
         if rate is None:
             return
+        prepared = self._prepared.get(id(rate))
+        if prepared is None or prepared.limit.rate is not rate:
+            prepared = self._prepared[id(rate)] = _PreparedRate(rate)
         key = self._keys.key(exchange.identity or "")
-        allowed, limit, remaining, reset_after, wait = self._counters.rate_hit(key, rate, self._clock())
+        allowed, limit, remaining, reset_after, wait = self._hit(key, prepared.limit, self._clock())
         if not allowed:
             headers = limit_headers(
                 "rate", limit, remaining, reset_after, rate.per_seconds, legacy=True
@@ -140,13 +183,7 @@ class RateLimitStep:
                 "Rate limit exceeded", reason="rate_limited",
                 headers=[*headers, retry_after(wait)],
             )
-        cached = self._templates.get(id(rate))
-        if cached is not None and cached[0] is rate:
-            template = cached[1]
-        else:
-            template = limit_template("rate", limit, rate.per_seconds, legacy=True)
-            self._templates[id(rate)] = (rate, template)
-        exchange.response_headers.append(limit_lines(template, remaining, reset_after, legacy=True))
+        exchange.response_headers.append(prepared.lines(remaining, reset_after))
 
 
 class QuotaStep:
