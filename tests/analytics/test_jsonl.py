@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from propylon.analytics.buffer import AnalyticsWriteError, AnalyticsWriter
-from propylon.analytics.jsonl import JsonLinesWriter, _line_from_fields, _new_row, encode_json_lines
+from propylon.analytics.jsonl import JsonLinesWriter, _line, encode_json_lines
 from propylon.domain.analytics import AnalyticsRecord
 from tests.analytics.factory import make_record
 
@@ -132,18 +132,21 @@ def test_fast_encoding_matches_the_record_json_form(tmp_path: Path, when: float)
      {"time": 1e16, "path": "/caf\u00e9/\"q\"", "error": "rate_limited"},
      # Every field distinct, so that two fields swapped in the positional unpacking show.
      {"identity": "id-x", "client_id": "client-y", "developer_id": "dev-z", "bytes_in": 3,
-      "bytes_out": 4, "upstream_latency_ms": 5.5, "total_latency_ms": 6.5, "error": "e"}],
+      "bytes_out": 4, "upstream_latency_ms": 5.5, "total_latency_ms": 6.5, "error": "e"},
+     # Escapes, control characters, non-ASCII, and a value too long to be remembered.
+     {"identity": "x" * 300, "client_id": '"quoted"\\', "error": "tab\there \u2028 \x01",
+      "developer_id": "d\u00e9v", "upstream_latency_ms": 1e-7, "total_latency_ms": 12345.678901}],
 )
 def test_a_line_is_the_records_json_dict_in_field_order(overrides: dict[str, object]) -> None:
     record = make_record(5, **overrides)
     expected = record.to_json_dict()
-    line = _line_from_fields(record, _new_row())
+    line = _line(record)
     assert line == orjson.dumps(expected) + b"\n"  # same keys, same order, NaN as null
     assert list(json.loads(line)) == ["timestamp", *AnalyticsRecord._fields]
 
 
 def test_a_batch_is_the_concatenation_of_its_lines() -> None:
-    # One dict is reused for a whole batch: no value of one record may leak into the next.
+    # Encoded strings are remembered across records: none may stand in for another value.
     records = [
         make_record(1, identity="a", error="rate_limited", upstream_latency_ms=1.5),
         make_record(2, identity=None, error=None, upstream_latency_ms=None, developer_id="d"),
@@ -151,3 +154,13 @@ def test_a_batch_is_the_concatenation_of_its_lines() -> None:
     ]
     expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for r in records)
     assert encode_json_lines(records) == expected
+
+
+def test_remembered_encodings_stay_bounded_and_right() -> None:
+    from propylon.analytics import jsonl
+
+    records = [make_record(n, path=f"/orders/items/{n}", identity=f"id-{n % 7}") for n in range(5000)]
+    expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for r in records)
+    assert encode_json_lines(records) == expected
+    assert encode_json_lines(records) == expected  # now partly from what was remembered
+    assert len(jsonl._TEXT) <= 4096

@@ -84,3 +84,16 @@ def test_hard_cap_bounds_memory_under_many_live_keys() -> None:
 def test_max_keys_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_keys"):
         MemoryCounters(max_keys=0)
+
+
+def test_a_rate_entry_is_kept_for_a_grace_second_after_its_bucket_refills() -> None:
+    # Sweeping runs per 32 keys added and drops an entry once its bucket has been full for a
+    # second: a steady caller under a generous limit is not dropped and re-added on every request.
+    store = MemoryCounters()
+    store.rate_hit("a", RATE, 0.0)  # 2 per second: full again at 0.5
+    for i in range(31):
+        store.rate_hit(f"k{i}", RATE, 1.4)  # the 32nd key added sweeps: "a" is within its grace
+    assert len(store) == 32
+    for i in range(31, 63):
+        store.rate_hit(f"k{i}", RATE, 1.6)  # the 64th sweeps again: "a" has been full for 1.1 s
+    assert len(store) == 63

@@ -73,6 +73,10 @@ _METHOD_NAMES: Final = {
     m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 }
 _BUFFER_PAUSE_BYTES: Final = 256 * 1024
+_STATUS_CODES: Final = tuple(str(code).encode() for code in range(1000))
+# Connection values that name no other header, as upstreams usually spell them (set membership
+# first: strip() and lower() are two calls by name).
+_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 # The record is a named tuple: the tuple constructor builds it without the named tuple's
 # Python-level __new__ (see policy.rate), which counts on a call made for every request.
 _new_record: Final = tuple.__new__
@@ -353,7 +357,7 @@ class ClientConnection(asyncio.Protocol):
                 raise BadRequest(reason="bad_request_target") from None
             path, query = normalise_path(url.path or b"/"), url.query or b""
         kept: list[tuple[bytes, bytes]] = []
-        connection_tokens: set[bytes] = set()
+        connection_tokens: set[bytes] | None = None  # made only for a Connection header
         connection_header = False
         content_length = -1
         lower_names = LOWER_HEADER_NAMES
@@ -378,7 +382,8 @@ class ClientConnection(asyncio.Protocol):
                 req.expect_continue = True
             elif lname == b"connection":
                 connection_header = True
-                connection_tokens |= connection_options(value)
+                tokens = connection_options(value)
+                connection_tokens = tokens if connection_tokens is None else connection_tokens | tokens
             elif lname == b"proxy-connection":
                 connection_header = True  # llhttp reads it like Connection
         if connection_tokens:
@@ -557,14 +562,18 @@ class ClientConnection(asyncio.Protocol):
         else:
             framing = b""
         # One formatting operation for the fixed part and one join for the client's headers.
+        # Compiled, a bytes %-format with only %b and a tuple display is one build of the result
+        # (CPyBytes_Build); any other (a %d, or a tuple in a variable) is the generic operator at
+        # about three times the cost.
+        forwarded_host = b"x-forwarded-host: %b\r\n" % (ex.host,) if ex.host else b""
         head = b"%b %b HTTP/1.1\r\n%b%b%b%b" % (
-            req.method, target, api.upstream.head_prefix, self._client_ip_line,
-            b"x-forwarded-host: %b\r\n" % ex.host if ex.host else b"", framing,
+            req.method, target, api.upstream.head_prefix, self._client_ip_line, forwarded_host,
+            framing,
         )
         headers = ex.headers
         if not headers:
             return head + b"\r\n"
-        return head + b"".join([b"%b: %b\r\n" % pair for pair in headers]) + b"\r\n"
+        return head + b"".join([b"%b: %b\r\n" % (name, value) for name, value in headers]) + b"\r\n"
 
     def _send_body(self, req: _Request, body: bytes) -> None:
         upstream = self.upstream
@@ -584,12 +593,16 @@ class ClientConnection(asyncio.Protocol):
         ex = req.ex
         ex.status = status
         ex.upstream_latency = perf_counter() - ex.upstream_started
-        if connection and connection.strip().lower() not in (b"keep-alive", b"close"):
+        if (connection and connection not in _PLAIN_CONNECTION
+                and connection.strip().lower() not in _PLAIN_CONNECTION):
             tokens = connection_options(connection)
             if tokens:
                 # Headers the upstream named in Connection are hop-by-hop too.
                 lines = [ln for ln in lines if ln.split(b":", 1)[0].lower() not in tokens]
-        parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason or b"OK"), *lines, *ex.response_headers]
+        # Status codes are three digits (llhttp refuses others); as bytes from a table, the status
+        # line is a %b-only format (see _upstream_head).
+        code = _STATUS_CODES[status] if 0 <= status < 1000 else str(status).encode()
+        parts = [b"HTTP/1.1 %b %b\r\n" % (code, reason or b"OK"), *lines, *ex.response_headers]
         self._until_eof = not length_known and not chunked
         if ex.method == "HEAD" or status in (204, 304) or status < 200:
             self._body_mode = _BODY_NONE

@@ -47,6 +47,10 @@ LOWER_HEADER_NAMES: Final[dict[bytes, bytes]] = {
 lookup per header instead of a ``lower()`` call (look up first, lower only on a miss)."""
 
 
+# The lengths of the response header names UpstreamConnection.on_header does anything with.
+_CONSUMED_LENGTHS: Final = frozenset(len(name) for name in (*HOP_BY_HOP, b"content-length"))
+
+
 def connection_options(value: bytes) -> set[bytes]:
     """Header names a ``Connection`` value declares hop-by-hop (beyond keep-alive and close)."""
     return {t.strip().lower() for t in value.split(b",")} - {b"keep-alive", b"close", b""}
@@ -140,6 +144,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Lines are kept ready to forward; hop-by-hop headers are consumed here (RFC 9110 §7.6.1).
+        if len(name) not in _CONSUMED_LENGTHS:
+            # Not a name this method acts on (Date, Server, Content-Type…): forwarded as it is,
+            # without hashing the new name object for the lookup below.
+            self._lines.append(b"%b: %b\r\n" % (name, value))
+            return
         lname = LOWER_HEADER_NAMES.get(name) or name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":

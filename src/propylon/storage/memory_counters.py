@@ -16,7 +16,11 @@ updated where it stands: a rate limit is applied to every request of a limited A
 its entry (an ``OrderedDict`` pop and insert) cost more than the GCRA arithmetic itself. So the
 rate table's front holds the entries least recently added or examined by the sweep, not least
 recently used; a live entry that reaches the front rotates to the back as before, and only the
-hard cap (more than ``max_keys`` live identities) can evict one that is in use.
+hard cap (more than ``max_keys`` live identities) can evict one that is in use. The rate table is
+swept per 32 keys *added* rather than per 32 calls, so callers the table already knows cost no
+sweeping at all, and an entry stays until its bucket has been full for ``_RATE_GRACE`` seconds:
+under a generous limit a steady caller's bucket refills between two requests, and dropping it at
+once only meant adding it again on the next request (and sweeping for that addition).
 
 Not thread-safe: each gateway worker is one event loop, and each owns its counters.
 """
@@ -32,9 +36,12 @@ from propylon.policy.rate import GcraLimit, RateDecision, gcra
 
 DEFAULT_MAX_KEYS: Final = 1_000_000
 
-# Entries examined per call; two keeps the sweep ahead of insertions (at most one per call).
+# Entries examined per call (quota) or per key added (rate); two keeps the sweep ahead of
+# insertions (at most one per call).
 _SWEEP_EVERY: Final = 32
 _SWEEP_BATCH: Final = 64
+# Seconds a rate entry is kept after its bucket is full again (see the module docstring).
+_RATE_GRACE: Final = 1.0
 
 # (window_start, used, window_end): the end is kept so the sweep needs no Quota to judge it.
 _QuotaState = tuple[float, int, float]
@@ -52,7 +59,7 @@ class _RateState:
 class MemoryCounters:
     """A :class:`~propylon.storage.counters.CounterStore` in this process's memory."""
 
-    __slots__ = ("_max_keys", "_quota_calls", "_quotas", "_rate_calls", "_rates")
+    __slots__ = ("_max_keys", "_quota_calls", "_quotas", "_rate_added", "_rates")
 
     def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         if max_keys < 1:
@@ -63,7 +70,7 @@ class MemoryCounters:
         self._rates: OrderedDict[str, _RateState] = OrderedDict()
         self._quotas: OrderedDict[str, _QuotaState] = OrderedDict()
         # One counter per table: a shared one could always be odd when one of them is called.
-        self._rate_calls = 0
+        self._rate_added = 0
         self._quota_calls = 0
 
     def __len__(self) -> int:
@@ -74,19 +81,20 @@ class MemoryCounters:
         """Apply one request at ``now`` to ``key``'s rate limit (GCRA)."""
         rates = self._rates
         state = rates.get(key)
-        if state is None:
-            tat, decision = gcra(now, now, limit)
-            rates[key] = _RateState(tat)
-        else:
+        if state is not None:
             tat, decision = gcra(state.tat, now, limit)
             state.tat = tat
-        self._rate_calls += 1
-        if not self._rate_calls % _SWEEP_EVERY:
-            # min(): a TAT within an ulp of now counts as recovered, so even the key just touched
-            # may go and leave the table empty.
+            return decision
+        tat, decision = gcra(now, now, limit)
+        rates[key] = _RateState(tat)
+        self._rate_added += 1
+        if not self._rate_added % _SWEEP_EVERY:
+            # min(): the key just added may be examined too, and go if it is already past its
+            # grace (a zero-length interval), leaving the table empty.
+            stale = now - _RATE_GRACE
             for _ in range(min(_SWEEP_BATCH, len(rates))):
                 old_key, old_state = rates.popitem(last=False)
-                if old_state.tat > now:
+                if old_state.tat > stale:
                     rates[old_key] = old_state
         if len(rates) > self._max_keys:
             while len(rates) > self._max_keys:
