@@ -14,7 +14,7 @@ import pytest
 
 from propylon.analytics.buffer import AnalyticsBuffer, AnalyticsWriteError
 from propylon.analytics.jsonl import JsonLinesWriter
-from propylon.domain.analytics import AnalyticsRecord
+from propylon.domain.analytics import AnalyticsRecord, RecordFields
 from tests.analytics.factory import make_record
 
 FAST = 0.02
@@ -34,8 +34,8 @@ class FakeWriter:
         self.gate = threading.Event()
         self.gate.set()
 
-    def prepare(self, records: Sequence[AnalyticsRecord]) -> list[AnalyticsRecord]:
-        return list(records)
+    def prepare(self, records: Sequence[RecordFields]) -> list[AnalyticsRecord]:
+        return [AnalyticsRecord._make(record) for record in records]
 
     def write_batch(self, records: list[AnalyticsRecord]) -> None:
         self.calls += 1

@@ -164,3 +164,25 @@ def test_remembered_encodings_stay_bounded_and_right() -> None:
     assert encode_json_lines(records) == expected
     assert encode_json_lines(records) == expected  # now partly from what was remembered
     assert len(jsonl._TEXT) <= 4096
+
+
+def test_plain_field_tuples_encode_like_records_on_every_path() -> None:
+    # The gateway hands the buffer plain tuples (RecordFields); the stdlib fallback for a value
+    # orjson refuses (a lone surrogate) must name their fields too.
+    records = [make_record(1), make_record(2, identity="\udcff", error="e")]
+    lines = encode_json_lines([tuple(r) for r in records]).splitlines()  # type: ignore[misc]
+    assert [json.loads(line) for line in lines] == [r.to_json_dict() for r in records]
+
+
+def test_a_caller_encoded_once_is_not_reused_for_other_clients_or_policies() -> None:
+    # Who called is remembered per identity, checked against the other three values each time.
+    first = make_record(1, identity="alice", client_id="c1", developer_id="d1", policy="gold")
+    others = [
+        make_record(2, identity="alice", client_id="c2", developer_id="d1", policy="gold"),
+        make_record(3, identity="alice", client_id="c2", developer_id=None, policy="gold"),
+        make_record(4, identity="alice", client_id="c2", developer_id=None, policy="silver"),
+        make_record(5, identity="alice", client_id="c1", developer_id="d1", policy="gold"),
+    ]
+    records = [first, *others, first]
+    expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for r in records)
+    assert encode_json_lines(records) == expected

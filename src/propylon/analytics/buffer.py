@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from propylon.domain.analytics import AnalyticsRecord
+from propylon.domain.analytics import RecordFields
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class AnalyticsWriter(Protocol):
     """True when ``write_batch`` only appends to a local file, quickly enough to run on the event
     loop; False when it may wait (network, remote storage) and must run in a worker thread."""
 
-    def prepare(self, records: Sequence[AnalyticsRecord]) -> object:
+    def prepare(self, records: Sequence[RecordFields]) -> object:
         """Turn ``records`` into what :meth:`write_batch` stores (CPU only, no I/O)."""
         ...
 
@@ -66,7 +66,7 @@ class AnalyticsWriter(Protocol):
 @dataclass(slots=True)
 class _InFlight:
     task: asyncio.Future[None]
-    records: list[AnalyticsRecord]
+    records: list[RecordFields]
     retried: int  # how many leading records are already on their second attempt
 
 
@@ -98,8 +98,8 @@ class AnalyticsBuffer:
         self._max_pending = max_pending
         # A deque with maxlen discards the oldest entry itself, in O(1), when full; a list would
         # need an O(n) `del pending[0]` on every add while overloaded.
-        self._pending: deque[AnalyticsRecord] = deque(maxlen=max_pending)
-        self._retry: list[AnalyticsRecord] = []
+        self._pending: deque[RecordFields] = deque(maxlen=max_pending)
+        self._retry: list[RecordFields] = []
         self._inflight: _InFlight | None = None
         self._batch_ready = asyncio.Event()
         self._loop_stopped = asyncio.Event()
@@ -127,7 +127,7 @@ class AnalyticsBuffer:
         """Records waiting for the next flush (excluding a batch awaiting its retry)."""
         return len(self._pending)
 
-    def add(self, record: AnalyticsRecord) -> None:
+    def add(self, record: RecordFields) -> None:
         """Queue ``record`` for writing. O(1); never blocks, never does I/O, never raises."""
         if not self._accepting:
             self._dropped += 1

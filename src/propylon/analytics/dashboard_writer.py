@@ -30,7 +30,7 @@ import orjson
 
 from propylon.analytics.buffer import AnalyticsWriteError
 from propylon.analytics.jsonl import encode_json_lines  # one record format, one encoder
-from propylon.domain.analytics import AnalyticsRecord
+from propylon.domain.analytics import RecordFields
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class DashboardAnalyticsWriter:
         self._failing = False
         self._closed = False
 
-    def prepare(self, records: Sequence[AnalyticsRecord]) -> bytes:
+    def prepare(self, records: Sequence[RecordFields]) -> bytes:
         """Serialise ``records`` as JSON lines (runs on the event loop; CPU only)."""
         return encode_json_lines(records)
 

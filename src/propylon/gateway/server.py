@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
-from propylon.domain.analytics import AnalyticsRecord
+from propylon.analytics.buffer import AnalyticsBuffer
 from propylon.gateway.errors import (
     BadGateway,
     BadRequest,
@@ -77,9 +77,6 @@ _STATUS_CODES: Final = tuple(str(code).encode() for code in range(1000))
 # Connection values that name no other header, as upstreams usually spell them (set membership
 # first: strip() and lower() are two calls by name).
 _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
-# The record is a named tuple: the tuple constructor builds it without the named tuple's
-# Python-level __new__ (see policy.rate), which counts on a call made for every request.
-_new_record: Final = tuple.__new__
 
 # Reasons for which reading from the client is paused; reading resumes when none holds.
 _PAUSE_PIPELINE: Final = 1
@@ -122,12 +119,13 @@ class GatewayServer:
         settings: GatewaySettings,
         runtime: Runtime,
         pool: UpstreamPool,
-        record: Callable[[AnalyticsRecord], None] | None,
+        analytics: AnalyticsBuffer | None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.pool = pool
-        self.record = record
+        # The buffer itself rather than its bound add(): compiled, a native call per request.
+        self.analytics = analytics
         self.connections: set[ClientConnection] = set()
         self.draining = False
         # Unix time = perf_counter() + wall_offset. Records take their time from the request's
@@ -717,14 +715,15 @@ class ClientConnection(asyncio.Protocol):
 
     def _record(self, ex: Exchange, status: int, error: str | None) -> None:
         server = self.server
-        record = server.record
-        if record is None:
+        analytics = server.analytics
+        if analytics is None:
             return
         started = ex.started
         latency = ex.upstream_latency
         api = ex.api
         policy = ex.policy
-        record(_new_record(AnalyticsRecord, (
+        # The fields of an AnalyticsRecord as a plain tuple (see RecordFields).
+        analytics.add((
             started + server.wall_offset,
             api.id if api is not None else None,
             ex.method,
@@ -739,7 +738,7 @@ class ClientConnection(asyncio.Protocol):
             ex.body_bytes,
             ex.bytes_out,
             error,
-        )))
+        ))
 
     # connection control --------------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ class GatewayService:
         pool = UpstreamPool(
             max_idle=settings.upstream_idle_connections, idle_timeout=settings.upstream_idle_timeout
         )
-        record = None
+        analytics: AnalyticsBuffer | None = None
         secret = settings.node_secret
         if settings.analytics_enabled and dashboard is not None and secret is not None:
             suffix = f".w{self._worker_index}" if self._worker_index else ""
@@ -132,7 +132,7 @@ class GatewayService:
             self._analytics = AnalyticsBuffer(self.analytics_writer, batch_size=256, flush_interval=0.25)
             self._tasks.append(asyncio.create_task(self._analytics.run()))
             self._tasks.append(asyncio.create_task(self._drain_spool(self.analytics_writer)))
-            record = self._analytics.add
+            analytics = self._analytics
         elif settings.analytics_enabled and settings.analytics_file is not None:
             path = settings.analytics_file
             if self._worker_index:
@@ -143,8 +143,8 @@ class GatewayService:
                 JsonLinesWriter(path), batch_size=256, flush_interval=0.25
             )
             self._tasks.append(asyncio.create_task(self._analytics.run()))
-            record = self._analytics.add
-        self.server = GatewayServer(settings, self.runtime, pool, record)
+            analytics = self._analytics
+        self.server = GatewayServer(settings, self.runtime, pool, analytics)
         if self._watcher is not None:
             self._tasks.append(asyncio.create_task(self._watcher.run()))
         self._tasks.append(asyncio.create_task(self._sweep()))
