@@ -36,11 +36,9 @@ class UpstreamTarget:
     host_header: bytes
     head_prefix: bytes
     """Request header lines the gateway sets, up to the client address appended per request."""
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        """Pool key: connections are shared by every API with the same upstream address."""
-        return (self.scheme, self.host, self.port)
+    key: str
+    """Pool key (``scheme://host:port``): connections are shared by every API with the same
+    upstream address. Made once: a string keeps its hash, a tuple would be hashed per request."""
 
     @classmethod
     def parse(cls, url: str) -> UpstreamTarget:
@@ -54,7 +52,8 @@ class UpstreamTarget:
         header = host_for_header if default_port else f"{host_for_header}:{port}"
         host_bytes = header.encode("ascii")
         prefix = b"host: %b\r\nx-forwarded-proto: http\r\nx-forwarded-for: " % host_bytes
-        return cls(scheme, host, port, parts.path.rstrip("/"), host_bytes, prefix)
+        key = f"{scheme}://{host_for_header}:{port}"
+        return cls(scheme, host, port, parts.path.rstrip("/"), host_bytes, prefix, key)
 
 
 class CompiledApi:

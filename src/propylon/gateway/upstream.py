@@ -79,7 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
         "last_read", "listener", "skip_body", "transport",
     )
 
-    def __init__(self, key: tuple[str, str, int]) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.listener: UpstreamListener | None = None
@@ -235,7 +235,7 @@ class UpstreamPool:
     """Idle keep-alive connections per upstream address, and new connections when none is idle."""
 
     def __init__(self, *, max_idle: int = 64, idle_timeout: float = 30.0) -> None:
-        self._idle: dict[tuple[str, str, int], list[UpstreamConnection]] = {}
+        self._idle: dict[str, list[UpstreamConnection]] = {}
         self._max_idle = max_idle
         self._idle_timeout = idle_timeout
         self._tls = ssl.create_default_context()
@@ -273,7 +273,9 @@ class UpstreamPool:
         """Return a connection whose exchange completed cleanly."""
         if conn.closed:
             return
-        idle = self._idle.setdefault(conn.key, [])
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = []
         if len(idle) >= self._max_idle:
             conn.abort()
             return

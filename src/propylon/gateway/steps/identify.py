@@ -31,11 +31,26 @@ _MAX_CACHED: Final = 100_000
 # A hit still compares the whole value, so two values sharing an ending only cost a miss.
 _KEY_BYTES: Final = 24
 _Resolved = tuple[str, str | None, str | None, EffectivePolicy]
-# whole Authorization value, valid from, valid until, verifier epoch, identity, client id,
-# developer id, policy, claims
-_Known = tuple[
-    bytes, float, float, int, str, str | None, str | None, EffectivePolicy, dict[str, object]
-]
+
+
+class _Known:
+    """What the step remembers of one ``Authorization`` value. A class rather than a tuple:
+    compiled, each read is a field access instead of an index, a type check and an unboxing."""
+
+    __slots__ = (
+        "authorization", "claims", "client_id", "developer_id", "epoch", "identity", "policy",
+        "valid_from", "valid_until",
+    )
+
+    def __init__(
+        self, authorization: bytes, window: tuple[float, float], epoch: int, resolved: _Resolved,
+        claims: dict[str, object],
+    ) -> None:
+        self.authorization = authorization
+        self.valid_from, self.valid_until = window
+        self.epoch = epoch
+        self.identity, self.client_id, self.developer_id, self.policy = resolved
+        self.claims = claims
 
 
 class PolicyTable:
@@ -107,14 +122,14 @@ class JwtAuthStep:
     def __call__(self, exchange: Exchange) -> Awaitable[None] | None:
         authorization = exchange.authorization
         known = self._known.get(authorization[-_KEY_BYTES:])
-        if known is not None and known[0] == authorization:
+        if known is not None and known.authorization == authorization:
             now = self._clock()
-            if known[1] <= now < known[2] and known[3] == self._verifier.epoch():
-                exchange.identity = known[4]
-                exchange.client_id = known[5]
-                exchange.developer_id = known[6]
-                exchange.policy = known[7]
-                exchange.claims = known[8]
+            if known.valid_from <= now < known.valid_until and known.epoch == self._verifier.epoch():
+                exchange.identity = known.identity
+                exchange.client_id = known.client_id
+                exchange.developer_id = known.developer_id
+                exchange.policy = known.policy
+                exchange.claims = known.claims
                 return None
             # Expired, or the keys changed: the full path decides (and refuses with a reason).
             del self._known[authorization[-_KEY_BYTES:]]
@@ -150,8 +165,8 @@ class JwtAuthStep:
             if len(known) >= _MAX_CACHED:
                 known.clear()
             authorization = exchange.authorization
-            known[authorization[-_KEY_BYTES:]] = (
-                authorization, window[0], window[1], self._verifier.epoch(), *hit, claims
+            known[authorization[-_KEY_BYTES:]] = _Known(
+                authorization, window, self._verifier.epoch(), hit, claims
             )
 
     def _resolve(self, claims: Mapping[str, object]) -> _Resolved:
