@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, cast
 
 import orjson
 
@@ -175,12 +175,13 @@ def _integer(value: int) -> bytes:
     return str(value).encode()
 
 
-def _line(record: RecordFields) -> bytes:
+def _line(record: object) -> bytes:
     # Unpacked positionally: one tuple unpack, compiled or not. A value of the wrong type raises
-    # TypeError (compiled, here; else in _text, _integer or orjson) and the caller takes the
-    # general path.
+    # TypeError (compiled, in the cast; else in _text, _integer or orjson) and the caller takes
+    # the general path. Typed object until then: compiled, a RecordFields parameter or loop
+    # variable is checked where it is assigned, outside the caller's try.
     (when, api_id, method, path, status, upstream_latency_ms, total_latency_ms, identity,
-     client_id, developer_id, policy, bytes_in, bytes_out, error) = record
+     client_id, developer_id, policy, bytes_in, bytes_out, error) = cast(RecordFields, record)
     upstream = b"null" if upstream_latency_ms is None else _dumps(upstream_latency_ms)
     return b"".join([
         b'{"timestamp":"', iso_utc(when).encode("ascii"),
@@ -206,7 +207,8 @@ def encode_json_lines(records: Sequence[RecordFields]) -> bytes:
     # buffers come from malloc, not Python's allocator, and glibc returned the freed batch to the
     # kernel only to fault the same pages in again for the next one.
     out = bytearray()
-    for record in records:
+    items: Sequence[object] = records  # see _line
+    for record in items:
         try:
             # orjson's encodings (NaN becomes null) at a tenth of the stdlib's cost: this runs on
             # the event loop for every request's record.
@@ -215,7 +217,7 @@ def encode_json_lines(records: Sequence[RecordFields]) -> bytes:
         except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError):
             pass
         try:
-            data = AnalyticsRecord._make(record).to_json_dict()
+            data = AnalyticsRecord._make(cast(RecordFields, record)).to_json_dict()
             # orjson refuses lone surrogates (from a badly encoded claim); the stdlib escapes them.
             out += json.dumps(data, separators=(",", ":"), allow_nan=False).encode("ascii")
             out += b"\n"

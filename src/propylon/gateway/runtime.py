@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import httpx
 
@@ -27,20 +28,35 @@ from propylon.storage.counters import CounterStore
 log = logging.getLogger(__name__)
 
 _PREFETCH_TIMEOUT = 10.0
+_MAX_ROUTED: Final = 4096
 
 
 class Snapshot:
     """Routes of one configuration version."""
 
-    __slots__ = ("config", "routes", "version")
+    __slots__ = ("_routed", "config", "routes", "version")
 
     def __init__(self, config: GatewayConfig, routes: dict[str, CompiledApi], version: str) -> None:
         self.config = config
         self.routes = routes
         self.version = version
+        # Recent answers by path. The front end hands over the same string object for a recent
+        # path (paths.remembered_path), its hash kept: one lookup instead of a concatenation,
+        # misses and slices per request. Paths that match no API are not kept.
+        self._routed: dict[str, CompiledApi] = {}
 
     def route(self, path: str) -> CompiledApi | None:
         """The API with the longest listen path that is a segment prefix of ``path``."""
+        api = self._routed.get(path)
+        if api is None:
+            api = self._route(path)
+            if api is not None:
+                if len(self._routed) >= _MAX_ROUTED:
+                    self._routed.clear()
+                self._routed[path] = api
+        return api
+
+    def _route(self, path: str) -> CompiledApi | None:
         routes = self.routes
         candidate = path if path.endswith("/") else path + "/"
         while True:
