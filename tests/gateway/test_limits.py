@@ -175,3 +175,64 @@ def test_prepared_rate_lines_follow_the_wall_clock_from_one_second_to_the_next()
             seen.add(lines)
         time.sleep(0.01)
     assert len(seen) == 2
+
+
+def test_the_rate_step_decides_alike_on_the_in_process_store_and_through_the_interface() -> None:
+    # The step calls the in-process store natively for plain fields; any other store goes through
+    # CounterStore.rate_hit. Both must give the same headers and the same refusals.
+    from propylon.domain.config import AccessRule, Policy, Quota, RateLimit
+    from propylon.gateway.errors import TooManyRequests
+    from propylon.gateway.exchange import Exchange
+    from propylon.gateway.steps.rate_limit import RateLimitStep
+    from propylon.policy.combine import combine_for_api
+    from propylon.policy.quota import QuotaDecision
+    from propylon.policy.rate import GcraLimit, RateDecision
+    from propylon.storage.memory_counters import MemoryCounters
+
+    class Delegating:
+        """Another CounterStore: the same state, reached only through the interface."""
+
+        def __init__(self) -> None:
+            self.inner = MemoryCounters()
+            self.calls = 0
+
+        def rate_hit(self, key: str, limit: GcraLimit, now: float) -> RateDecision:
+            self.calls += 1
+            return self.inner.rate_hit(key, limit, now)
+
+        def quota_hit(self, key: str, quota: Quota, now: float) -> QuotaDecision:
+            raise AssertionError("no quota here")
+
+        def clear(self) -> None:
+            self.inner.clear()
+
+    policy = combine_for_api(
+        [Policy(id="p", rate=RateLimit(requests=3, per_seconds=10), access_rights={"api": AccessRule()})],
+        "api",
+    )
+    times = [n * 0.5 for n in range(8)]
+
+    def outcomes(step: RateLimitStep) -> list[object]:
+        seen: list[object] = []
+        for identity in ("alice", "alice", "bob", "alice", "alice", "bob", "bob", "bob"):
+            exchange = Exchange(
+                "GET", "/x", b"", [], version="1.1", keep_alive=True, client_ip="127.0.0.1",
+                host=b"", authorization=b"", started=0.0,
+            )
+            exchange.identity = identity
+            exchange.policy = policy
+            try:
+                step(exchange)
+                seen.append(b"".join(exchange.response_headers).split(b"x-ratelimit-reset")[0])
+            except TooManyRequests as refused:
+                seen.append(("429", refused.reason))
+        return seen
+
+    ticks = iter(times)
+    native = outcomes(RateLimitStep("api", MemoryCounters(), lambda: next(ticks)))
+    other = Delegating()
+    ticks = iter(times)
+    through_interface = outcomes(RateLimitStep("api", other, lambda: next(ticks)))
+    assert native == through_interface
+    assert other.calls == len(times)
+    assert ("429", "rate_limited") in native

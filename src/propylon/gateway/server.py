@@ -333,7 +333,10 @@ class ClientConnection(asyncio.Protocol):
         """Build the exchange from the parsed head, classifying headers once."""
         parser = self.parser
         raw_method = self._get_method()
-        method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii")
+        # GET by comparison (the parser's bytes are new each time, so a lookup hashes them).
+        method = "GET" if raw_method == b"GET" else (
+            _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii")
+        )
         req.method = raw_method
         if method == "CONNECT":
             raise BadRequest("CONNECT is not supported", reason="connect")
@@ -591,7 +594,7 @@ class ClientConnection(asyncio.Protocol):
         ex = req.ex
         ex.status = status
         ex.upstream_latency = perf_counter() - ex.upstream_started
-        if (connection and connection not in _PLAIN_CONNECTION
+        if (connection and connection != b"keep-alive" and connection not in _PLAIN_CONNECTION
                 and connection.strip().lower() not in _PLAIN_CONNECTION):
             tokens = connection_options(connection)
             if tokens:

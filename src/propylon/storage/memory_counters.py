@@ -32,7 +32,7 @@ from typing import Final
 
 from propylon.domain.config import Quota
 from propylon.policy.quota import QuotaDecision, quota_hit
-from propylon.policy.rate import GcraLimit, RateDecision, gcra
+from propylon.policy.rate import GcraLimit, RateDecision, gcra_outcome
 
 DEFAULT_MAX_KEYS: Final = 1_000_000
 
@@ -42,6 +42,9 @@ _SWEEP_EVERY: Final = 32
 _SWEEP_BATCH: Final = 64
 # Seconds a rate entry is kept after its bucket is full again (see the module docstring).
 _RATE_GRACE: Final = 1.0
+
+# Builds a named tuple without its Python-level __new__ (see policy.rate).
+_new_tuple: Final = tuple.__new__
 
 # (window_start, used, window_end): the end is kept so the sweep needs no Quota to judge it.
 _QuotaState = tuple[float, int, float]
@@ -79,13 +82,23 @@ class MemoryCounters:
 
     def rate_hit(self, key: str, limit: GcraLimit, now: float) -> RateDecision:
         """Apply one request at ``now`` to ``key``'s rate limit (GCRA)."""
+        return _new_tuple(RateDecision, self.rate_fields(key, limit, now))
+
+    def rate_fields(self, key: str, limit: GcraLimit, now: float) -> tuple[bool, int, int, float, float]:
+        """:meth:`rate_hit`'s decision as plain fields, in :class:`RateDecision`'s order.
+
+        For compiled callers that know they hold this store (the rate-limit step): no decision
+        object is built. Everyone else uses :meth:`rate_hit`.
+        """
         rates = self._rates
         state = rates.get(key)
         if state is not None:
-            tat, decision = gcra(state.tat, now, limit)
+            tat, allowed, requests, remaining, reset_after, retry_after = gcra_outcome(
+                state.tat, now, limit
+            )
             state.tat = tat
-            return decision
-        tat, decision = gcra(now, now, limit)
+            return allowed, requests, remaining, reset_after, retry_after
+        tat, allowed, requests, remaining, reset_after, retry_after = gcra_outcome(now, now, limit)
         rates[key] = _RateState(tat)
         self._rate_added += 1
         if not self._rate_added % _SWEEP_EVERY:
@@ -99,7 +112,7 @@ class MemoryCounters:
         if len(rates) > self._max_keys:
             while len(rates) > self._max_keys:
                 rates.popitem(last=False)
-        return decision
+        return allowed, requests, remaining, reset_after, retry_after
 
     def quota_hit(self, key: str, quota: Quota, now: float) -> QuotaDecision:
         """Count one request at ``now`` against ``key``'s quota (fixed window from first use)."""

@@ -20,6 +20,7 @@ from propylon.gateway.errors import Header, TooManyRequests
 from propylon.gateway.exchange import Exchange
 from propylon.policy.rate import GcraLimit, RateDecision
 from propylon.storage.counters import CounterStore
+from propylon.storage.memory_counters import MemoryCounters
 
 # Final: compiled, a static rather than a module-dictionary lookup per call.
 wall_clock: Final = time.time
@@ -154,11 +155,13 @@ class _PreparedRate:
 class RateLimitStep:
     """GCRA rate limit per API and identity."""
 
-    __slots__ = ("_clock", "_hit", "_keys", "_prepared")
+    __slots__ = ("_clock", "_hit", "_keys", "_memory", "_prepared")
 
     def __init__(self, api_id: str, counters: CounterStore, clock: Callable[[], float]) -> None:
         self._keys = CounterKeys("rate", api_id)
-        # The bound method, kept: compiled, calling it skips a lookup by name per request.
+        # The in-process store is called natively for plain fields (no decision object, no
+        # Python-level call); any other store through the interface, by its bound method.
+        self._memory = counters if isinstance(counters, MemoryCounters) else None
         self._hit: Callable[[str, GcraLimit, float], RateDecision] = counters.rate_hit
         self._clock = clock
         # Keyed by identity, not by the model: hashing a pydantic model is a Python-level call
@@ -174,7 +177,13 @@ class RateLimitStep:
         if prepared is None or prepared.limit.rate is not rate:
             prepared = self._prepared[id(rate)] = _PreparedRate(rate)
         key = self._keys.key(exchange.identity or "")
-        allowed, limit, remaining, reset_after, wait = self._hit(key, prepared.limit, self._clock())
+        memory = self._memory
+        if memory is not None:
+            allowed, limit, remaining, reset_after, wait = memory.rate_fields(
+                key, prepared.limit, self._clock()
+            )
+        else:
+            allowed, limit, remaining, reset_after, wait = self._hit(key, prepared.limit, self._clock())
         if not allowed:
             headers = limit_headers(
                 "rate", limit, remaining, reset_after, rate.per_seconds, legacy=True
