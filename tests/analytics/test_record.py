@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -41,3 +42,17 @@ def test_built_positionally_as_the_gateway_does_it() -> None:
     assert type(rebuilt) is AnalyticsRecord
     assert rebuilt == record
     assert rebuilt.to_json_dict() == record.to_json_dict()
+
+
+@pytest.mark.parametrize(
+    "seconds", [0.0, 0.9995, 1.5, -0.5, -1.25, -86400.001, 1_700_000_000.999, 1795880008.1482787]
+)
+def test_iso_utc_matches_datetime_truncated_to_milliseconds(seconds: float) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from propylon.domain.timestamps import iso_utc
+
+    whole = math.floor(seconds)
+    millis = min(999, int((seconds - whole) * 1000))
+    moment = datetime.fromtimestamp(whole, UTC) + timedelta(milliseconds=millis)
+    assert iso_utc(seconds) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"

@@ -40,7 +40,11 @@ def iso_utc(seconds: float) -> str:
     "Z" rather than "+00:00" because it is what most log tools and JavaScript's Date expect.
     Built without a datetime object: the analytics writer calls this for every request's record.
     """
-    whole = int(seconds // 1)
+    # int() truncates towards zero; step down for a negative fraction. (Compiled, `seconds // 1`
+    # is a call doing what Python's float floor division does: ~340 instructions per record.)
+    whole = int(seconds)
+    if whole > seconds:
+        whole -= 1
     # A fraction a hair below 1 can round up to 1000 ms; say .999 rather than .1000.
     millis = int((seconds - whole) * 1000)
     if millis > 999:
