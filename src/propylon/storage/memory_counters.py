@@ -102,8 +102,7 @@ class MemoryCounters:
         rates[key] = _RateState(tat)
         self._rate_added += 1
         if not self._rate_added % _SWEEP_EVERY:
-            # min(): the key just added may be examined too, and go if it is already past its
-            # grace (a zero-length interval), leaving the table empty.
+            # min(): a table smaller than the batch is examined once round, not more.
             stale = now - _RATE_GRACE
             for _ in range(min(_SWEEP_BATCH, len(rates))):
                 old_key, old_state = rates.popitem(last=False)
