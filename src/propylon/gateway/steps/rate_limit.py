@@ -73,10 +73,17 @@ def limit_lines(template: bytes, remaining: int, reset_after: float, *, legacy: 
     small limit cycles through its remaining counts, a large one hardly moves), and a lookup
     costs a fraction of formatting four numbers into bytes.
     """
+    remaining, reset, at = _numbers(remaining, reset_after, legacy)
+    return _render(template, remaining, reset, at, legacy)
+
+
+def _numbers(remaining: int, reset_after: float, legacy: bool) -> tuple[int, int, int]:
+    # What the lines say: remaining (never negative), whole seconds to reset and, for the
+    # X-RateLimit trio only, the reset as a Unix time (0 otherwise).
     reset = ceil(reset_after) if reset_after > 0 else 0
     remaining = remaining if remaining > 0 else 0
     at = int(wall_clock()) + reset if legacy else 0
-    return _render(template, remaining, reset, at, legacy)
+    return remaining, reset, at
 
 
 def _render(template: bytes, remaining: int, reset: int, at: int, legacy: bool) -> bytes:
@@ -139,9 +146,7 @@ class _PreparedRate:
         comparing three integers here is cheaper than the memo's tuple key and lookup; a small
         limit, whose numbers change per caller, falls through to the memo.
         """
-        reset = ceil(reset_after) if reset_after > 0 else 0
-        remaining = remaining if remaining > 0 else 0
-        at = int(wall_clock()) + reset
+        remaining, reset, at = _numbers(remaining, reset_after, True)
         if remaining == self._remaining and reset == self._reset and at == self._at:
             return self._lines
         lines = _render(self.template, remaining, reset, at, True)
