@@ -15,6 +15,7 @@ import pytest
 from propylon.domain.config import AccessRule, JwtAuth, Policy
 from propylon.gateway.errors import Unauthorized
 from propylon.gateway.exchange import Exchange
+from propylon.gateway.jwks import JwksCache
 from propylon.gateway.steps.identify import JwtAuthStep, PolicyTable
 from propylon.gateway.tokens import TokenVerifier
 from tests.jwt.helpers import FakeClock
@@ -44,6 +45,17 @@ async def _identity_of(step: JwtAuthStep, exchange: Exchange) -> str | None:
     if pending is not None:
         await pending
     return exchange.identity
+
+
+async def _alice_remembered(
+    idp: TestIdp, make_verifier: MakeVerifier
+) -> tuple[TokenVerifier, JwksCache, JwtAuthStep, str]:
+    """A step that has served one of alice's tokens once, and so remembers it."""
+    verifier, cache = await make_verifier()
+    step = _step(verifier)
+    token = idp.mint({"sub": "alice"})
+    assert await _identity(step, token) == "alice"
+    return verifier, cache, step, token
 
 
 async def test_a_repeat_caller_is_served_without_verifying_again(
@@ -78,10 +90,7 @@ async def test_a_remembered_token_is_refused_once_it_expires(
 async def test_a_withdrawn_key_ends_remembered_tokens(
     idp: TestIdp, make_verifier: MakeVerifier
 ) -> None:
-    verifier, cache = await make_verifier()
-    step = _step(verifier)
-    token = idp.mint({"sub": "alice"})
-    assert await _identity(step, token) == "alice"
+    _, cache, step, token = await _alice_remembered(idp, make_verifier)
     idp.rotate()
     idp.retire("rsa-1")
     await cache.prefetch()
@@ -92,10 +101,7 @@ async def test_a_withdrawn_key_ends_remembered_tokens(
 async def test_a_flush_makes_remembered_tokens_verify_again(
     idp: TestIdp, make_verifier: MakeVerifier, rsa_verifications: list[int]
 ) -> None:
-    verifier, _ = await make_verifier()
-    step = _step(verifier)
-    token = idp.mint({"sub": "alice"})
-    assert await _identity(step, token) == "alice"
+    verifier, _, step, token = await _alice_remembered(idp, make_verifier)
     verifier.flush()
     assert await _identity(step, token) == "alice"
     assert len(rsa_verifications) == 2
@@ -116,10 +122,7 @@ async def test_a_value_ending_like_a_remembered_one_is_not_taken_for_it(
     idp: TestIdp, make_verifier: MakeVerifier, rsa_verifications: list[int]
 ) -> None:
     # Remembered values are looked up by their last bytes; the whole value must still match.
-    verifier, _ = await make_verifier()
-    step = _step(verifier)
-    token = idp.mint({"sub": "alice"})
-    assert await _identity(step, token) == "alice"
+    _, _, step, token = await _alice_remembered(idp, make_verifier)
     forged = _exchange(token)
     forged.authorization = b"Bearer not-a-token." + token[-40:].encode()
     with pytest.raises(Unauthorized):
