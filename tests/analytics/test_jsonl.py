@@ -19,6 +19,15 @@ def read_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def json_form(records: list[AnalyticsRecord]) -> list[object]:
+    """What each record's line must parse to: its JSON dict, NaN as null (as orjson writes it)."""
+    return [orjson.loads(orjson.dumps(r.to_json_dict())) for r in records]
+
+
+def parsed(data: bytes) -> list[object]:
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
 def test_writes_one_object_per_line_creating_directories(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "analytics.jsonl"
     writer: AnalyticsWriter = JsonLinesWriter(path)
@@ -139,10 +148,52 @@ def test_fast_encoding_matches_the_record_json_form(tmp_path: Path, when: float)
 )
 def test_a_line_is_the_records_json_dict_in_field_order(overrides: dict[str, object]) -> None:
     record = make_record(5, **overrides)
-    expected = record.to_json_dict()
     line = _line(record)
-    assert line == orjson.dumps(expected) + b"\n"  # same keys, same order, NaN as null
-    assert list(json.loads(line)) == ["timestamp", *AnalyticsRecord._fields]
+    assert line.endswith(b"}\n")
+    assert line.count(b"\n") == 1
+    assert parsed(line) == json_form([record])  # same values, NaN as null
+    assert list(json.loads(line)) == ["timestamp", *AnalyticsRecord._fields]  # same order
+    # Strings, integers and null exactly as orjson writes them; only the numbers differ in form.
+    text_fields = {k: v for k, v in record.to_json_dict().items() if not isinstance(v, float)}
+    for name, value in text_fields.items():
+        assert b'"%b":%b' % (name.encode(), orjson.dumps(value)) in line, name
+
+
+@pytest.mark.parametrize(
+    ("when", "upstream", "total", "written"),
+    [
+        (1_700_000_000.0, 1.5, 2.25,
+         b'"timestamp":"2023-11-14T22:13:20.000Z","time":1700000000.000000,'),
+        (1795880008.1482787, 2.1239889999833395, 0.0004,
+         b'"timestamp":"2026-11-28T15:33:28.148Z","time":1795880008.148279,'),
+        # Rounded to the microsecond, a moment a hair before a second is that second.
+        (1795880008.9999996, 1023.9995, 1024.0,
+         b'"timestamp":"2026-11-28T15:33:29.000Z","time":1795880009.000000,'),
+    ],
+)
+def test_times_have_microseconds_and_latencies_three_decimals(
+    when: float, upstream: float, total: float, written: bytes
+) -> None:
+    line = _line(make_record(1, time=when, upstream_latency_ms=upstream, total_latency_ms=total))
+    assert written in line
+    assert b'"upstream_latency_ms":%.3f,' % upstream in line
+    assert b'"total_latency_ms":%.3f,' % total in line
+
+
+def test_random_times_and_latencies_round_trip() -> None:
+    import random
+
+    rng = random.Random(7)
+    records = [
+        make_record(
+            n,
+            time=rng.choice([rng.uniform(-4e9, 4e9), rng.uniform(1.7e9, 1.8e9)]),
+            upstream_latency_ms=rng.choice([None, rng.uniform(0, 1e5), rng.expovariate(1.0)]),
+            total_latency_ms=rng.choice([rng.uniform(0, 1e7), rng.expovariate(10.0), -1.0]),
+        )
+        for n in range(5000)
+    ]
+    assert parsed(encode_json_lines(records)) == json_form(records)
 
 
 def test_a_batch_is_the_concatenation_of_its_lines() -> None:
@@ -152,17 +203,16 @@ def test_a_batch_is_the_concatenation_of_its_lines() -> None:
         make_record(2, identity=None, error=None, upstream_latency_ms=None, developer_id="d"),
         make_record(3),
     ]
-    expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for r in records)
-    assert encode_json_lines(records) == expected
+    assert parsed(encode_json_lines(records)) == json_form(records)
 
 
 def test_remembered_encodings_stay_bounded_and_right() -> None:
     from propylon.analytics import jsonl
 
     records = [make_record(n, path=f"/orders/items/{n}", identity=f"id-{n % 7}") for n in range(5000)]
-    expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for r in records)
-    assert encode_json_lines(records) == expected
-    assert encode_json_lines(records) == expected  # now partly from what was remembered
+    expected = json_form(records)
+    assert parsed(encode_json_lines(records)) == expected
+    assert parsed(encode_json_lines(records)) == expected  # now partly from what was remembered
     assert len(jsonl._TEXT) <= 4096
 
 
@@ -184,5 +234,4 @@ def test_a_caller_encoded_once_is_not_reused_for_other_clients_or_policies() -> 
         make_record(5, identity="alice", client_id="c1", developer_id="d1", policy="gold"),
     ]
     records = [first, *others, first]
-    expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for r in records)
-    assert encode_json_lines(records) == expected
+    assert parsed(encode_json_lines(records)) == json_form(records)

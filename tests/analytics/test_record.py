@@ -48,11 +48,34 @@ def test_built_positionally_as_the_gateway_does_it() -> None:
     "seconds", [0.0, 0.9995, 1.5, -0.5, -1.25, -86400.001, 1_700_000_000.999, 1795880008.1482787]
 )
 def test_iso_utc_matches_datetime_truncated_to_milliseconds(seconds: float) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from propylon.domain.timestamps import iso_utc
 
-    whole = math.floor(seconds)
-    millis = min(999, int((seconds - whole) * 1000))
-    moment = datetime.fromtimestamp(whole, UTC) + timedelta(milliseconds=millis)
-    assert iso_utc(seconds) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+    # datetime rounds to the microsecond too; none of these values is a tie.
+    moment = datetime.fromtimestamp(seconds, UTC)
+    expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert iso_utc(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "whole", "micros"),
+    [(0.0, 0, 0), (1.5, 1, 500_000), (-0.5, -1, 500_000), (-86400.001, -86401, 999_000),
+     (1795880008.1482787, 1795880008, 148_279), (1795880008.9999996, 1795880009, 0),
+     (-0.0000001, 0, 0), (1e16, 10**16, 0)],
+)
+def test_split_micros_rounds_to_the_microsecond(seconds: float, whole: int, micros: int) -> None:
+    from propylon.domain.timestamps import micro_seconds, split_micros
+
+    assert split_micros(seconds) == (whole, micros)
+    assert micro_seconds(seconds) == whole + micros / 1_000_000
+
+
+def test_json_dict_keeps_microseconds_of_times_and_latencies() -> None:
+    record = make_record(time=1795880008.1482787, upstream_latency_ms=2.1239889,
+                         total_latency_ms=float("nan"))
+    data = record.to_json_dict()
+    assert data["time"] == 1795880008.148279
+    assert data["upstream_latency_ms"] == 2.124
+    assert math.isnan(data["total_latency_ms"])  # type: ignore[arg-type]
+    assert make_record(upstream_latency_ms=None).to_json_dict()["upstream_latency_ms"] is None

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Final, cast
@@ -20,7 +21,7 @@ import orjson
 
 from propylon.analytics.buffer import AnalyticsWriteError
 from propylon.domain.analytics import AnalyticsRecord, RecordFields
-from propylon.domain.timestamps import iso_utc
+from propylon.domain.timestamps import split_micros
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +115,52 @@ def _ends_with_newline(path: Path) -> bool:
 # Final: compiled, a static rather than an attribute lookup on the module for every record.
 _dumps: Final = orjson.dumps
 
-# A line is the record's fields after "timestamp", in order, each value being what orjson writes
-# for it inside an object (strings and floats are orjson's own output, integers the same decimal
-# digits), so it is byte for byte ``orjson.dumps(record.to_json_dict())`` plus a newline;
-# tests/analytics/test_jsonl.py checks this. One join makes the line: one allocation and a
-# copy per piece. Filling a 15-key dict for orjson cost about 3,000 instructions
-# of dict assignments before orjson started, and bytes %-formatting about 5,000.
+# A line is the record's JSON form (``record.to_json_dict()``) in field order, its strings and
+# integers as orjson writes them; tests/analytics/test_jsonl.py checks both. One join makes the
+# line: one allocation and a copy per piece. Filling a 15-key dict for orjson cost about 3,000
+# instructions of dict assignments before orjson started, and bytes %-formatting about 5,000.
 _INTEGERS: Final = tuple(str(n).encode() for n in range(1024))
+
+# Times and latencies are written from integers (microseconds, see domain/timestamps.py) with
+# table lookups for their last digits: orjson's float formatting cost about 640 instructions a
+# value, three per record, and the ISO timestamp is the same second's text for most records.
+_DIGITS: Final = tuple(f"{n:03d}".encode() for n in range(1000))
+_POINT_DIGITS: Final = tuple(f".{n:03d}".encode() for n in range(1000))
+
+
+class _Second:
+    """The second last written and its two texts: ``{"timestamp":"2026-12-04T17:55:22`` and
+    ``Z","time":1796406922.``. Fields of one object: compiled, a field access each."""
+
+    __slots__ = ("time", "timestamp", "whole")
+
+    def __init__(self) -> None:
+        self.whole = -(2**62)
+        self.timestamp = b""
+        self.time = b""
+
+
+_second: Final = _Second()
+
+
+def _second_texts(whole: int) -> _Second:
+    second = _second
+    if second.whole != whole:
+        second.timestamp = b'{"timestamp":"' + time.strftime(
+            "%Y-%m-%dT%H:%M:%S", time.gmtime(whole)
+        ).encode("ascii")
+        second.time = b'Z","time":' + str(whole).encode("ascii") + b"."
+        second.whole = whole
+    return second
+
+
+def _milliseconds(value: float) -> bytes:
+    # As domain.timestamps.micro_milliseconds rounds; outside its range, orjson's form (NaN and
+    # infinities as null).
+    if 0.0 <= value < 1e12:
+        micros = int(value * 1000.0 + 0.5)
+        return _integer(micros // 1000) + _POINT_DIGITS[micros % 1000]
+    return _dumps(value)
 
 # Encoded strings by value. The same few API ids, methods, identities, clients, policies, reasons
 # and (mostly) paths recur in every batch, and they are the same objects with their hashes kept,
@@ -182,16 +222,22 @@ def _line(record: object) -> bytes:
     # variable is checked where it is assigned, outside the caller's try.
     (when, api_id, method, path, status, upstream_latency_ms, total_latency_ms, identity,
      client_id, developer_id, policy, bytes_in, bytes_out, error) = cast(RecordFields, record)
-    upstream = b"null" if upstream_latency_ms is None else _dumps(upstream_latency_ms)
+    whole, micros = split_micros(when)
+    if whole < 0:
+        # "-2.250000" would read as -2.25, not -2 + 0.25: the general path writes such times.
+        raise ValueError("a time before 1970")
+    second = _second_texts(whole)
+    millis = micros // 1000
+    upstream = b"null" if upstream_latency_ms is None else _milliseconds(upstream_latency_ms)
     return b"".join([
-        b'{"timestamp":"', iso_utc(when).encode("ascii"),
-        b'","time":', _dumps(when),
+        second.timestamp, _POINT_DIGITS[millis], second.time, _DIGITS[millis],
+        _DIGITS[micros % 1000],
         b',"api_id":', _text(api_id),
         b',"method":', _text(method),
         b',"path":', _text(path),
         b',"status":', _integer(status),
         b',"upstream_latency_ms":', upstream,
-        b',"total_latency_ms":', _dumps(total_latency_ms),
+        b',"total_latency_ms":', _milliseconds(total_latency_ms),
         _parties(identity, client_id, developer_id, policy),
         b',"bytes_in":', _integer(bytes_in),
         b',"bytes_out":', _integer(bytes_out),

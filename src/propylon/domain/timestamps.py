@@ -1,4 +1,5 @@
-"""ISO-8601 UTC timestamps for analytics records, formatted once per second.
+"""Analytics time values: ISO-8601 UTC timestamps formatted once per second, and the microsecond
+precision records are written with.
 
 Kept apart from :mod:`propylon.domain.analytics` so that mypyc compiles it (setup.py's
 ``HOT_PATH``): the JSON-lines writer formats one timestamp per request on the event loop, and
@@ -33,22 +34,53 @@ class _Cache:
 _cache: Final = _Cache()
 
 
-def iso_utc(seconds: float) -> str:
-    """Unix seconds as ISO-8601 UTC with milliseconds (``2026-11-28T15:33:28.148Z``).
+def split_micros(seconds: float) -> tuple[int, int]:
+    """``(whole, micros)``: ``seconds`` rounded to the microsecond, split at the second.
 
-    Millisecond precision is what charts need; the exact float stays in the record's ``time``.
-    "Z" rather than "+00:00" because it is what most log tools and JavaScript's Date expect.
-    Built without a datetime object: the analytics writer calls this for every request's record.
+    ``micros`` is 0–999,999 and ``whole`` the second at or before the moment, negative ones
+    included. What analytics records keep of a time: written as ``whole.micros`` from integers,
+    not by formatting the float (see analytics/jsonl.py).
     """
     # int() truncates towards zero; step down for a negative fraction. (Compiled, `seconds // 1`
     # is a call doing what Python's float floor division does: ~340 instructions per record.)
     whole = int(seconds)
     if whole > seconds:
         whole -= 1
-    # A fraction a hair below 1 can round up to 1000 ms; say .999 rather than .1000.
-    millis = int((seconds - whole) * 1000)
-    if millis > 999:
-        millis = 999
+    # seconds - whole is exact; the rounding may carry into the next second.
+    micros = int((seconds - whole) * 1_000_000 + 0.5)
+    if micros >= 1_000_000:
+        return whole + 1, micros - 1_000_000
+    return whole, micros
+
+
+def micro_seconds(seconds: float) -> float:
+    """``seconds`` rounded to the microsecond, exactly as the JSON-lines writer writes it."""
+    whole, micros = split_micros(seconds)
+    # Integer division is correctly rounded: the float nearest to the decimal written.
+    return (whole * 1_000_000 + micros) / 1_000_000
+
+
+def micro_milliseconds(milliseconds: float) -> float:
+    """A latency in milliseconds rounded to the microsecond, as the JSON-lines writer writes it.
+
+    Only values in ``[0, 1e12)`` are rounded; others (negative, NaN, infinite) are returned as
+    they are, and the writer writes them as JSON does (NaN and infinities as null).
+    """
+    if 0.0 <= milliseconds < 1e12:
+        return int(milliseconds * 1000.0 + 0.5) / 1000
+    return milliseconds
+
+
+def iso_utc(seconds: float) -> str:
+    """Unix seconds as ISO-8601 UTC with milliseconds (``2026-11-28T15:33:28.148Z``).
+
+    The time rounded to the microsecond (:func:`split_micros`), then cut to the millisecond:
+    millisecond precision is what charts need; the record's ``time`` keeps the microseconds.
+    "Z" rather than "+00:00" because it is what most log tools and JavaScript's Date expect.
+    Built without a datetime object: the analytics writer calls this for every request's record.
+    """
+    whole, micros = split_micros(seconds)
+    millis = micros // 1000
     cache = _cache
     last = cache.milli
     if last[1] == millis and last[0] == whole:
