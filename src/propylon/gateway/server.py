@@ -46,6 +46,7 @@ from propylon.gateway.upstream import (
     HOP_BY_HOP,
     LOWER_HEADER_NAMES,
     UpstreamConnection,
+    UpstreamListener,
     UpstreamPool,
     connection_options,
 )
@@ -825,3 +826,9 @@ class ClientConnection(asyncio.Protocol):
         elif (self.active is None and not self.queue
               and now - self.last_read > settings.client_idle_timeout):
             self.close()
+
+
+if TYPE_CHECKING:
+    # UpstreamConnection.listener is typed as ClientConnection (native calls when compiled); the
+    # interface it relies on is UpstreamListener.
+    _LISTENER: type[UpstreamListener] = ClientConnection
