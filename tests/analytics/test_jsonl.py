@@ -190,6 +190,12 @@ def test_random_times_and_latencies_round_trip() -> None:
             time=rng.choice([rng.uniform(-4e9, 4e9), rng.uniform(1.7e9, 1.8e9)]),
             upstream_latency_ms=rng.choice([None, rng.uniform(0, 1e5), rng.expovariate(1.0)]),
             total_latency_ms=rng.choice([rng.uniform(0, 1e7), rng.expovariate(10.0), -1.0]),
+            # Values inside and outside the encoder's tables and caches.
+            api_id=rng.choice([None, "orders", "stock", f"api-{n % 97}"]),
+            method=rng.choice(["GET", "POST", "PATCH", f"M{n % 80}"]),
+            status=rng.choice([200, 404, 999, 1000, 1234, 0]),
+            bytes_in=rng.choice([0, 1023, 1024, rng.randrange(1 << 40)]),
+            error=rng.choice([None, "rate_limited", f"e\"{n % 50}"]),
         )
         for n in range(5000)
     ]
