@@ -175,6 +175,7 @@ class ClientConnection(asyncio.Protocol):
         self._get_method: Callable[[], bytes] = self.parser.get_method
         self._keep_alive: Callable[[], bool] = self.parser.should_keep_alive
         self._send: Callable[[bytes], None] | None = None
+        self._is_closing: Callable[[], bool] | None = None
         self.client_ip = ""
         self._client_ip_line = b"\r\n"
         self.queue: deque[_Request] = deque()
@@ -210,6 +211,7 @@ class ClientConnection(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
         self._send = self.transport.write
+        self._is_closing = self.transport.is_closing
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else ""
         # The end of the x-forwarded-for line, encoded once per connection rather than per request.
@@ -775,8 +777,8 @@ class ClientConnection(asyncio.Protocol):
     def end_batch(self) -> None:
         """Send what was collected since :meth:`begin_batch` in one write."""
         batch, self._batch = self._batch, None
-        send = self._send
-        if batch and send is not None and self.transport is not None and not self.transport.is_closing():
+        send, is_closing = self._send, self._is_closing
+        if batch and send is not None and is_closing is not None and not is_closing():
             send(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def close(self) -> None:

@@ -51,8 +51,11 @@ LOWER_HEADER_NAMES: Final[dict[bytes, bytes]] = {
 lookup per header instead of a ``lower()`` call (look up first, lower only on a miss)."""
 
 
-# The lengths of the response header names UpstreamConnection.on_header does anything with.
-_CONSUMED_LENGTHS: Final = frozenset(len(name) for name in (*HOP_BY_HOP, b"content-length"))
+# By length, whether a response header name may be one UpstreamConnection.on_header acts on
+# (a nonzero byte): compiled, indexing bytes is native, where `in` on a set boxes the length.
+_CONSUMED_LENGTHS: Final = bytes(
+    n in {len(name) for name in (*HOP_BY_HOP, b"content-length")} for n in range(32)
+)
 
 
 def connection_options(value: bytes) -> set[bytes]:
@@ -151,7 +154,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Lines are kept ready to forward; hop-by-hop headers are consumed here (RFC 9110 §7.6.1).
-        if len(name) not in _CONSUMED_LENGTHS:
+        size = len(name)
+        if size >= 32 or not _CONSUMED_LENGTHS[size]:
             # Not a name this method acts on (Date, Server, Content-Type…): forwarded as it is,
             # without hashing the new name object for the lookup below.
             self._lines.append(b"%b: %b\r\n" % (name, value))
