@@ -21,6 +21,7 @@ HOT_PATH = [
     "src/propylon/gateway/chain.py",
     "src/propylon/gateway/runtime.py",
     "src/propylon/gateway/tokens.py",
+    "src/propylon/gateway/steps/base.py",
     "src/propylon/gateway/steps/identify.py",
     "src/propylon/gateway/steps/access_rights.py",
     "src/propylon/gateway/steps/rate_limit.py",

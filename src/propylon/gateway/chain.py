@@ -2,9 +2,10 @@
 
 The hot path never asks "is rate limiting on for this API?": a step is in an API's chain only if
 it can do something for that API, and steps run in one fixed order defined here (authentication,
-then access rights, then rate limit, then quota). Each step is a callable that either finishes
-synchronously (returns ``None``) or, rarely, returns an awaitable to finish (a JWKS refetch);
-the chain then continues asynchronously from the next step. A step refuses a request by raising
+then access rights, then rate limit, then quota). Each step is a
+:class:`~propylon.gateway.steps.base.ChainStep` whose ``run`` either finishes synchronously
+(returns ``None``) or, rarely, returns an awaitable to finish (a JWKS refetch); the chain then
+continues asynchronously from the next step. A step refuses a request by raising
 :class:`~propylon.gateway.errors.GatewayError`.
 """
 
@@ -17,12 +18,11 @@ from urllib.parse import urlsplit
 from propylon.domain.config import Api, Client, JwtAuth, Policy
 from propylon.gateway.exchange import Exchange
 from propylon.gateway.steps.access_rights import AccessRightsStep
+from propylon.gateway.steps.base import ChainStep
 from propylon.gateway.steps.identify import JwtAuthStep, KeylessStep, PolicyTable
 from propylon.gateway.steps.rate_limit import QuotaStep, RateLimitStep
 from propylon.gateway.tokens import TokenVerifier
 from propylon.storage.counters import CounterStore
-
-Step = Callable[[Exchange], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class CompiledApi:
 
     __slots__ = ("api", "id", "listen_path", "steps", "strip", "upstream", "upstream_timeout")
 
-    def __init__(self, api: Api, steps: Sequence[Step]) -> None:
+    def __init__(self, api: Api, steps: Sequence[ChainStep]) -> None:
         self.api = api
         self.id = api.id
         # Copied from the model: compiled, a field read instead of a pydantic attribute lookup
@@ -75,7 +75,7 @@ class CompiledApi:
     def run(self, exchange: Exchange) -> Awaitable[None] | None:
         """Run the chain; ``None`` when it finished synchronously, else an awaitable to finish it."""
         for index, step in enumerate(self.steps):
-            pending = step(exchange)
+            pending = step.run(exchange)
             if pending is not None:
                 return self._resume(exchange, pending, index + 1)
         return None
@@ -83,7 +83,7 @@ class CompiledApi:
     async def _resume(self, exchange: Exchange, pending: Awaitable[None], start: int) -> None:
         await pending
         for step in self.steps[start:]:
-            more = step(exchange)
+            more = step.run(exchange)
             if more is not None:
                 await more
 
@@ -105,7 +105,7 @@ def compile_api(
 ) -> CompiledApi:
     """Build the chain of ``api``, keeping only the steps that can matter for it."""
     table = PolicyTable(api.id, policies)
-    steps: list[Step] = []
+    steps: list[ChainStep] = []
     auth = api.auth
     if isinstance(auth, JwtAuth):
         steps.append(

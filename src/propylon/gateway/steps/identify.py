@@ -18,6 +18,7 @@ from typing import Final
 from propylon.domain.config import ALL_APIS, Client, JwtAuth, Policy
 from propylon.gateway.errors import Forbidden, Unauthorized
 from propylon.gateway.exchange import Exchange
+from propylon.gateway.steps.base import ChainStep
 from propylon.gateway.tokens import TokenRejected, TokenVerifier
 from propylon.policy.combine import EffectivePolicy, combine_for_api
 from propylon.policy.resolve import find_client_id, resolve
@@ -96,7 +97,7 @@ def bearer_token(authorization: bytes) -> str:
         raise Unauthorized("malformed") from None
 
 
-class JwtAuthStep:
+class JwtAuthStep(ChainStep):
     """Verify the bearer JWT and attach identity, client, developer and policy to the exchange."""
 
     __slots__ = ("_auth", "_clients", "_clock", "_known", "_resolved", "_revoked", "_table", "_verifier")
@@ -119,7 +120,7 @@ class JwtAuthStep:
         self._known: dict[bytes, _Known] = {}
         self._clock = verifier.clock
 
-    def __call__(self, exchange: Exchange) -> Awaitable[None] | None:
+    def run(self, exchange: Exchange) -> Awaitable[None] | None:
         authorization = exchange.authorization
         known = self._known.get(authorization[-_KEY_BYTES:])
         if known is not None and known.authorization == authorization:
@@ -183,7 +184,7 @@ class JwtAuthStep:
         return resolution.identity, resolution.client_id, resolution.developer_id, effective
 
 
-class KeylessStep:
+class KeylessStep(ChainStep):
     """No credentials: the caller is its address and the API's own policies apply."""
 
     __slots__ = ("_effective", "_has_policies")
@@ -192,7 +193,7 @@ class KeylessStep:
         self._has_policies = bool(policy_ids)
         self._effective = table.effective(tuple(policy_ids)) if policy_ids else None
 
-    def __call__(self, exchange: Exchange) -> None:
+    def run(self, exchange: Exchange) -> None:
         exchange.identity = exchange.client_ip
         if self._has_policies:
             if self._effective is None:

@@ -18,6 +18,7 @@ from typing import Final
 from propylon.domain.config import Quota, RateLimit
 from propylon.gateway.errors import Header, TooManyRequests
 from propylon.gateway.exchange import Exchange
+from propylon.gateway.steps.base import ChainStep
 from propylon.policy.rate import GcraLimit, RateDecision
 from propylon.storage.counters import CounterStore
 from propylon.storage.memory_counters import MemoryCounters
@@ -157,7 +158,7 @@ class _PreparedRate:
         return lines
 
 
-class RateLimitStep:
+class RateLimitStep(ChainStep):
     """GCRA rate limit per API and identity."""
 
     __slots__ = ("_clock", "_hit", "_keys", "_memory", "_prepared")
@@ -173,7 +174,7 @@ class RateLimitStep:
         # per request. The model is kept in the value, so a reused id() cannot alias it.
         self._prepared: dict[int, _PreparedRate] = {}
 
-    def __call__(self, exchange: Exchange) -> None:
+    def run(self, exchange: Exchange) -> None:
         policy = exchange.policy
         rate = policy.rate if policy is not None else None
         if rate is None:
@@ -200,7 +201,7 @@ class RateLimitStep:
         exchange.response_headers.append(prepared.lines(remaining, reset_after))
 
 
-class QuotaStep:
+class QuotaStep(ChainStep):
     """Fixed-window quota per API and identity; denied requests do not consume it."""
 
     __slots__ = ("_clock", "_counters", "_keys", "_templates")
@@ -212,7 +213,7 @@ class QuotaStep:
         # By identity, as in RateLimitStep; the X-RateLimit trio is included or not.
         self._templates: dict[tuple[int, bool], tuple[Quota, bytes]] = {}
 
-    def __call__(self, exchange: Exchange) -> None:
+    def run(self, exchange: Exchange) -> None:
         policy = exchange.policy
         quota = policy.quota if policy is not None else None
         if quota is None:
