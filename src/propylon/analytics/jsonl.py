@@ -129,29 +129,28 @@ _POINT_DIGITS: Final = tuple(f".{n:03d}".encode() for n in range(1000))
 
 
 class _Second:
-    """The second last written and its two texts: ``{"timestamp":"2026-12-04T17:55:22`` and
-    ``Z","time":1796406922.``. Fields of one object: compiled, a field access each."""
+    """The second last written and its two texts, ``{"timestamp":"2026-12-04T17:55:22`` and
+    ``Z","time":1796406922.``, as one tuple replaced whole: a caller on another thread never
+    sees the texts of one second with the number of another. A field of one object: compiled,
+    reading it is a field access."""
 
-    __slots__ = ("time", "timestamp", "whole")
+    __slots__ = ("entry",)
 
     def __init__(self) -> None:
-        self.whole = -(2**62)
-        self.timestamp = b""
-        self.time = b""
+        self.entry: tuple[int, bytes, bytes] = (-(2**62), b"", b"")
 
 
 _second: Final = _Second()
 
 
-def _second_texts(whole: int) -> _Second:
-    second = _second
-    if second.whole != whole:
-        second.timestamp = b'{"timestamp":"' + time.strftime(
-            "%Y-%m-%dT%H:%M:%S", time.gmtime(whole)
-        ).encode("ascii")
-        second.time = b'Z","time":' + str(whole).encode("ascii") + b"."
-        second.whole = whole
-    return second
+def _second_texts(whole: int) -> tuple[int, bytes, bytes]:
+    entry = _second.entry
+    if entry[0] != whole:
+        timestamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)).encode("ascii")
+        entry = (whole, b'{"timestamp":"' + timestamp,
+                 b'Z","time":' + str(whole).encode("ascii") + b".")
+        _second.entry = entry
+    return entry
 
 
 def _milliseconds(value: float) -> bytes:
@@ -264,11 +263,11 @@ def _line(record: object) -> bytes:
     if whole < 0:
         # "-2.250000" would read as -2.25, not -2 + 0.25: the general path writes such times.
         raise ValueError("a time before 1970")
-    second = _second_texts(whole)
+    _, timestamp, seconds = _second_texts(whole)
     millis = micros // 1000
     upstream = b"null" if upstream_latency_ms is None else _milliseconds(upstream_latency_ms)
     return b"".join([
-        second.timestamp, _POINT_DIGITS[millis], second.time, _DIGITS[millis],
+        timestamp, _POINT_DIGITS[millis], seconds, _DIGITS[millis],
         _DIGITS[micros % 1000],
         _route_piece(api_id, method), _text(path),
         _status_piece(status), upstream,
