@@ -79,3 +79,14 @@ def test_json_dict_keeps_microseconds_of_times_and_latencies() -> None:
     assert data["upstream_latency_ms"] == 2.124
     assert math.isnan(data["total_latency_ms"])  # type: ignore[arg-type]
     assert make_record(upstream_latency_ms=None).to_json_dict()["upstream_latency_ms"] is None
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "micros"),
+    [(0.0, 0), (2.1239889, 2124), (0.0004, 0), (0.0005, 1), (999_999_999_999.0, 999_999_999_999_000),
+     (-0.0004, -1), (-1.0, -1), (1e12, -1), (float("nan"), -1), (float("inf"), -1)],
+)
+def test_latency_micros_rounds_only_what_it_can_write(milliseconds: float, micros: int) -> None:
+    from propylon.domain.timestamps import latency_micros
+
+    assert latency_micros(milliseconds) == micros

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Final, cast
@@ -21,7 +20,7 @@ import orjson
 
 from propylon.analytics.buffer import AnalyticsWriteError
 from propylon.domain.analytics import AnalyticsRecord, RecordFields
-from propylon.domain.timestamps import split_micros
+from propylon.domain.timestamps import latency_micros, split_micros, utc_second
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ _second: Final = _Second()
 def _second_texts(whole: int) -> tuple[int, bytes, bytes]:
     entry = _second.entry
     if entry[0] != whole:
-        timestamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)).encode("ascii")
+        timestamp = utc_second(whole).encode("ascii")
         entry = (whole, b'{"timestamp":"' + timestamp,
                  b'Z","time":' + str(whole).encode("ascii") + b".")
         _second.entry = entry
@@ -154,10 +153,10 @@ def _second_texts(whole: int) -> tuple[int, bytes, bytes]:
 
 
 def _milliseconds(value: float) -> bytes:
-    # As domain.timestamps.micro_milliseconds rounds; outside its range, orjson's form (NaN and
-    # infinities as null).
-    if 0.0 <= value < 1e12:
-        micros = int(value * 1000.0 + 0.5)
+    # Rounded as the record's JSON form rounds it; a value latency_micros leaves alone is
+    # written as orjson writes it (NaN and infinities as null).
+    micros = latency_micros(value)
+    if micros >= 0:
         return _integer(micros // 1000) + _POINT_DIGITS[micros % 1000]
     return _dumps(value)
 

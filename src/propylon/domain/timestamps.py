@@ -60,15 +60,35 @@ def micro_seconds(seconds: float) -> float:
     return (whole * 1_000_000 + micros) / 1_000_000
 
 
-def micro_milliseconds(milliseconds: float) -> float:
-    """A latency in milliseconds rounded to the microsecond, as the JSON-lines writer writes it.
+def latency_micros(milliseconds: float) -> int:
+    """A latency in milliseconds as whole microseconds, rounded; -1 outside ``[0, 1e12)``.
 
-    Only values in ``[0, 1e12)`` are rounded; others (negative, NaN, infinite) are returned as
-    they are, and the writer writes them as JSON does (NaN and infinities as null).
+    Negative, NaN and infinite latencies are not rounded: callers keep (and JSON writes) them as
+    they are, NaN and infinities as null.
     """
     if 0.0 <= milliseconds < 1e12:
-        return int(milliseconds * 1000.0 + 0.5) / 1000
-    return milliseconds
+        return int(milliseconds * 1000.0 + 0.5)
+    return -1
+
+
+def micro_milliseconds(milliseconds: float) -> float:
+    """A latency in milliseconds rounded to the microsecond, as the JSON-lines writer writes it
+    (:func:`latency_micros`; values it does not round are returned as they are)."""
+    micros = latency_micros(milliseconds)
+    return micros / 1000 if micros >= 0 else milliseconds
+
+
+def utc_second(whole: int) -> str:
+    """The Unix second ``whole`` as ISO-8601 UTC without a fraction (``2026-11-28T15:33:28``).
+
+    Formatted once per second (strftime and gmtime are most of the cost of a timestamp) and
+    shared by :func:`iso_utc` and the JSON-lines writer.
+    """
+    second = _cache.second
+    if second[0] != whole:
+        second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        _cache.second = second
+    return second[1]
 
 
 def iso_utc(seconds: float) -> str:
@@ -85,10 +105,6 @@ def iso_utc(seconds: float) -> str:
     last = cache.milli
     if last[1] == millis and last[0] == whole:
         return last[2]
-    second = cache.second
-    if second[0] != whole:
-        second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-        cache.second = second
-    text = second[1] + _MILLIS[millis]
+    text = utc_second(whole) + _MILLIS[millis]
     cache.milli = (whole, millis, text)
     return text
