@@ -222,7 +222,7 @@ def test_the_rate_step_decides_alike_on_the_in_process_store_and_through_the_int
             exchange.identity = identity
             exchange.policy = policy
             try:
-                step(exchange)
+                step.run(exchange)
                 seen.append(b"".join(exchange.response_headers).split(b"x-ratelimit-reset")[0])
             except TooManyRequests as refused:
                 seen.append(("429", refused.reason))

@@ -41,7 +41,7 @@ async def _identity(step: JwtAuthStep, token: str) -> str | None:
 
 
 async def _identity_of(step: JwtAuthStep, exchange: Exchange) -> str | None:
-    pending = step(exchange)
+    pending = step.run(exchange)
     if pending is not None:
         await pending
     return exchange.identity

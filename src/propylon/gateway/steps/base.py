@@ -25,7 +25,3 @@ class ChainStep:
     def run(self, exchange: Exchange) -> Awaitable[None] | None:
         """Run the step for ``exchange``."""
         raise NotImplementedError
-
-    def __call__(self, exchange: Exchange) -> Awaitable[None] | None:
-        """The same as :meth:`run`."""
-        return self.run(exchange)

@@ -122,7 +122,8 @@ class JwtAuthStep(ChainStep):
 
     def run(self, exchange: Exchange) -> Awaitable[None] | None:
         authorization = exchange.authorization
-        known = self._known.get(authorization[-_KEY_BYTES:])
+        tail = authorization[-_KEY_BYTES:]
+        known = self._known.get(tail)
         if known is not None and known.authorization == authorization:
             now = self._clock()
             if known.valid_from <= now < known.valid_until and known.epoch == self._verifier.epoch():
@@ -133,7 +134,7 @@ class JwtAuthStep(ChainStep):
                 exchange.claims = known.claims
                 return None
             # Expired, or the keys changed: the full path decides (and refuses with a reason).
-            del self._known[authorization[-_KEY_BYTES:]]
+            del self._known[tail]
         token = bearer_token(authorization)
         try:
             claims = self._verifier.verify_now(token)
