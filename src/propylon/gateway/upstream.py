@@ -2,11 +2,10 @@
 
 An :class:`UpstreamConnection` is an asyncio ``Protocol`` with an httptools response parser. It
 serves one exchange at a time and hands every event (head, body piece, end, loss, flow-control) to
-its current listener (the :class:`UpstreamListener` interface, which the front end's client connection
-implements) so response bodies stream to the
-client as they arrive, never buffered whole. Connections whose response completed cleanly go back
-to the :class:`UpstreamPool` for reuse; idle ones are closed after a timeout and the pool keeps at
-most a bounded number per upstream address.
+its current listener, the front end's client connection (the :class:`UpstreamListener`
+interface), so response bodies stream to the client as they arrive, never buffered whole.
+Connections whose response completed cleanly go back to the :class:`UpstreamPool` for reuse; idle
+ones are closed after a timeout and the pool keeps at most a bounded number per upstream address.
 """
 
 from __future__ import annotations
