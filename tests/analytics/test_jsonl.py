@@ -241,3 +241,13 @@ def test_a_caller_encoded_once_is_not_reused_for_other_clients_or_policies() -> 
     ]
     records = [first, *others, first]
     assert parsed(encode_json_lines(records)) == json_form(records)
+
+
+def test_remembered_routes_stay_bounded_and_right() -> None:
+    from propylon.analytics import jsonl
+
+    records = [make_record(n, api_id=f"api-{n}", method="GET") for n in range(5000)]
+    records += [make_record(n, api_id="orders", method=f"M{n}") for n in range(100)]
+    assert parsed(encode_json_lines(records)) == json_form(records)
+    assert len(jsonl._ROUTES) <= 4096
+    assert len(jsonl._ROUTES["orders"]) <= 64
