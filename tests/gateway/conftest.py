@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,13 @@ async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 5.0) -> 
         pass
     writer.close()
     return b"".join(chunks)
+
+
+async def analytics_lines(path: Path, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` records of ``path``, waiting for the buffer's flush (every 0.25 s)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+        await asyncio.sleep(0.05)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import StartGateway
+from tests.gateway.conftest import StartGateway, analytics_lines
 from tests.support.idp import TestIdp
 
 GENERIC_401 = {"error": "unauthorized", "message": "Missing or invalid access token"}
@@ -204,16 +202,6 @@ async def test_claims_of_other_idps_do_not_leak_between_apis(
         assert (await client.get(f"{base}/billing/x", headers=bearer(token))).status_code == 401
 
 
-async def _analytics_lines(path: Path, count: int) -> list[dict[str, Any]]:
-    """The first ``count`` records of ``path``, waiting for the buffer's flush (every 0.25 s)."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count or time.monotonic() > deadline:
-            return [json.loads(line) for line in lines]
-        await asyncio.sleep(0.05)
-
-
 async def test_every_analytics_field_describes_the_request(
     idp: TestIdp, echo_port: int, start_gateway: StartGateway, client: httpx.AsyncClient,
     tmp_path: Path,
@@ -228,7 +216,7 @@ async def test_every_analytics_field_describes_the_request(
     refused = await client.get(f"http://127.0.0.1:{gw.port}/orders/items/8")
     after = time.time()
     assert (proxied.status_code, refused.status_code) == (200, 401)
-    first, second = await _analytics_lines(analytics, 2)
+    first, second = await analytics_lines(analytics, 2)
     assert before - 0.01 <= first["time"] <= second["time"] <= after + 0.01
     assert {k: v for k, v in first.items()
             if k not in ("time", "timestamp", "upstream_latency_ms", "total_latency_ms")} == {

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.gateway.conftest import StartGateway, keyless_api, raw_exchange
+from tests.gateway.conftest import StartGateway, analytics_lines, keyless_api, raw_exchange
 from tests.support.processes import free_port
 
 
@@ -81,6 +83,26 @@ async def test_slow_upstream_is_504(
     response = await client.get(f"http://127.0.0.1:{gw.port}/echo/delay/5")
     assert response.status_code == 504
     assert response.json()["error"] == "gateway_timeout"
+
+
+async def test_a_slow_upstreams_time_is_its_latency(
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream], tmp_path: Path
+) -> None:
+    # Upstream latency runs from sending the request to the read that brought the head; total
+    # latency from the read that completed the request's head to the end of the answer.
+    upstream = await _start(scripted, ScriptedUpstream(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", hold=0.3))
+    analytics = tmp_path / "analytics.jsonl"
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]}, analytics_file=analytics)
+    before = time.time()
+    raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    after = time.time()
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert raw.endswith(b"ok")
+    (record,) = await analytics_lines(analytics, 1)
+    assert before - 0.01 <= record["time"] <= before + 0.1
+    assert 290 <= record["upstream_latency_ms"] <= record["total_latency_ms"]
+    assert record["total_latency_ms"] <= (after - before) * 1000
 
 
 async def test_garbage_from_upstream_is_502(

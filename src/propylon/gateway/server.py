@@ -139,7 +139,10 @@ class GatewayServer:
         return ClientConnection(self)
 
     def sweep(self, now: float) -> None:
-        """Enforce client and upstream timeouts; close idle upstream connections."""
+        """Enforce client and upstream timeouts; close idle upstream connections.
+
+        ``now`` is a ``time.perf_counter()`` reading, the clock of every connection time.
+        """
         self.wall_offset = wall_clock() - perf_counter()
         for conn in list(self.connections):
             conn.check_timeouts(now)
@@ -170,7 +173,6 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         # Bound methods kept per connection: compiled, calling one is a plain call, while
         # ``self.parser.feed_data(...)`` looks the method up by name on every request.
-        self._now: Callable[[], float] = self.loop.time
         self._feed: Callable[[bytes], None] = self.parser.feed_data
         self._get_method: Callable[[], bytes] = self.parser.get_method
         self._keep_alive: Callable[[], bool] = self.parser.should_keep_alive
@@ -216,7 +218,7 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = peer[0] if isinstance(peer, tuple) else ""
         # The end of the x-forwarded-for line, encoded once per connection rather than per request.
         self._client_ip_line = self.client_ip.encode() + b"\r\n"
-        self.last_read = self.loop.time()
+        self.last_read = perf_counter()
         if len(self.server.connections) >= self.server.settings.max_connections:
             # Overloaded: say so (503 + Retry-After) rather than let the client time out.
             self.transport.write(render_error(ServiceUnavailable("too_many_connections"), keep_alive=False))
@@ -226,7 +228,9 @@ class ClientConnection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_read = self._now()
+        # Every time of a connection is read from perf_counter (the monotonic clock): the
+        # request's start is this read's time, and the sweeper compares deadlines with it.
+        self.last_read = perf_counter()
         if self.paused & _PAUSE_FINAL or self.closed:
             return
         self.begin_batch()
@@ -405,7 +409,7 @@ class ClientConnection(asyncio.Protocol):
         return Exchange(
             method, path, query, kept,
             version=version, keep_alive=keep_alive, client_ip=self.client_ip,
-            host=self._host, authorization=self._authorization, started=perf_counter(),
+            host=self._host, authorization=self._authorization, started=self.last_read,
         )
 
     def _fatal(self, error: GatewayError) -> None:
@@ -426,7 +430,7 @@ class ClientConnection(asyncio.Protocol):
         req.error = error
         req.ex = Exchange(
             "-", "-", b"", [], version="1.1", keep_alive=False, client_ip=self.client_ip,
-            host=b"", authorization=b"", started=perf_counter(),
+            host=b"", authorization=b"", started=self.last_read,
         )
         self.queue.append(req)
         if self.active is None:
@@ -543,11 +547,11 @@ class ClientConnection(asyncio.Protocol):
             conn.write(b"".join(parts))
         else:
             conn.write(head + b"".join(chunks) if chunks else head)
-        ex.upstream_started = perf_counter()
-        self._upstream_timeout = api.upstream_timeout
         # The clock is read here: the client's last read may be long past (a pipelined request, a
         # JWKS fetch), and a pooled connection's last read is from its previous exchange.
-        self.upstream_deadline = self._now() + self._upstream_timeout
+        started = ex.upstream_started = perf_counter()
+        self._upstream_timeout = api.upstream_timeout
+        self.upstream_deadline = started + self._upstream_timeout
         if self.paused & _PAUSE_BUFFER:
             self._resume(_PAUSE_BUFFER)
 
@@ -596,7 +600,11 @@ class ClientConnection(asyncio.Protocol):
             return
         ex = req.ex
         ex.status = status
-        ex.upstream_latency = perf_counter() - ex.upstream_started
+        # The head came in the upstream connection's latest read: its time is the head's.
+        upstream = self.upstream
+        ex.upstream_latency = (
+            upstream.last_read if upstream is not None else perf_counter()
+        ) - ex.upstream_started
         if (connection and connection != b"keep-alive" and connection not in _PLAIN_CONNECTION
                 and connection.strip().lower() not in _PLAIN_CONNECTION):
             tokens = connection_options(connection)
@@ -606,7 +614,14 @@ class ClientConnection(asyncio.Protocol):
         # Status codes are three digits (llhttp refuses others); as bytes from a table, the status
         # line is a %b-only format (see _upstream_head).
         code = _STATUS_CODES[status] if 0 <= status < 1000 else str(status).encode()
-        parts = [b"HTTP/1.1 %b %b\r\n" % (code, reason or b"OK"), *lines, *ex.response_headers]
+        # The head's pieces go straight into the read event's batch (end_batch joins them with
+        # the body into one write) rather than being joined here first.
+        batch = self._batch
+        parts = batch if batch is not None else []
+        parts.append(b"HTTP/1.1 %b %b\r\n" % (code, reason or b"OK"))
+        parts.extend(lines)
+        for line in ex.response_headers:
+            parts.append(line)
         self._until_eof = not length_known and not chunked
         if ex.method == "HEAD" or status in (204, 304) or status < 200:
             self._body_mode = _BODY_NONE
@@ -622,7 +637,8 @@ class ClientConnection(asyncio.Protocol):
             self._close_after = True
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
-        self._write(b"".join(parts))
+        if batch is None and self._send is not None:
+            self._send(b"".join(parts))
         self._head_sent = True
 
     def upstream_body(self, data: bytes) -> None:

@@ -17,6 +17,7 @@ import gc
 import logging
 import signal
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -235,11 +236,11 @@ class GatewayService:
         await self.runtime.apply(config)
 
     async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_SWEEP_INTERVAL)
             if self.server is not None:
-                self.server.sweep(loop.time())
+                # Connection times are perf_counter readings (see server.py).
+                self.server.sweep(time.perf_counter())
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight requests finish (up to ``grace`` s), flush analytics."""

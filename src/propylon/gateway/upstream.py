@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol, cast
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from propylon.gateway.server import ClientConnection
 
 log = logging.getLogger(__name__)
+
+# The clock of every connection time (reads, deadlines, idle pool entries); the sweeper's too.
+perf_counter: Final = time.perf_counter
 
 HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
@@ -50,10 +54,17 @@ LOWER_HEADER_NAMES: Final[dict[bytes, bytes]] = {
 lookup per header instead of a ``lower()`` call (look up first, lower only on a miss)."""
 
 
+_CONSUMED: Final = sorted({*HOP_BY_HOP, b"content-length"})
 # By length, whether a response header name may be one UpstreamConnection.on_header acts on
 # (a nonzero byte): compiled, indexing bytes is native, where `in` on a set boxes the length.
-_CONSUMED_LENGTHS: Final = bytes(
-    n in {len(name) for name in (*HOP_BY_HOP, b"content-length")} for n in range(32)
+_CONSUMED_LENGTHS: Final = bytes(n in {len(name) for name in _CONSUMED} for n in range(32))
+# By length, those names as upstreams spell them (Title-Case and lower case), each with its
+# lower-case form: a comparison or two (a memcmp each) instead of hashing the parser's new name
+# object for a dictionary lookup (about 450 instructions, twice per response).
+_SPELLINGS: Final = tuple(
+    tuple((spelling, name) for name in _CONSUMED if len(name) == n
+          for spelling in (name.title(), name))
+    for n in range(32)
 )
 
 
@@ -80,7 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
     """One connection to an upstream, parsing the responses it sends."""
 
     __slots__ = (
-        "_chunked", "_clock", "_connection", "_feed", "_ignore", "_keep_alive", "_length_known",
+        "_chunked", "_connection", "_feed", "_ignore", "_keep_alive", "_length_known",
         "_lines", "_parser", "_reason", "_send", "_status", "closed", "idle_since", "key",
         "last_read", "listener", "skip_body", "transport",
     )
@@ -107,7 +118,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.skip_body = False
         self.closed = False
         self.idle_since = 0.0
-        self._clock = asyncio.get_running_loop().time
         self.last_read = 0.0
 
     # asyncio callbacks -------------------------------------------------------------------------
@@ -118,7 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._send = self.transport.write
 
     def data_received(self, data: bytes) -> None:
-        self.last_read = self._clock()
+        self.last_read = perf_counter()
         if self._ignore:
             return
         listener = self.listener
@@ -159,7 +169,13 @@ class UpstreamConnection(asyncio.Protocol):
             # without hashing the new name object for the lookup below.
             self._lines.append(b"%b: %b\r\n" % (name, value))
             return
-        lname = LOWER_HEADER_NAMES.get(name) or name.lower()
+        lname = b""
+        for spelling, lower in _SPELLINGS[size]:
+            if name == spelling:
+                lname = lower
+                break
+        else:
+            lname = LOWER_HEADER_NAMES.get(name) or name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
                 self._chunked = value.strip().lower().endswith(b"chunked")
