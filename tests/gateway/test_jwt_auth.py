@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import StartGateway, analytics_lines
+from tests.gateway.conftest import StartGateway, analytics_lines, raw_exchange
 from tests.support.idp import TestIdp
 
 GENERIC_401 = {"error": "unauthorized", "message": "Missing or invalid access token"}
@@ -67,6 +67,18 @@ async def test_valid_token_is_proxied_and_upstream_sees_the_token(
     response = await client.get(f"http://127.0.0.1:{gw.port}/orders/items/1", headers=bearer(token))
     assert response.status_code == 200
     assert response.json()["path"] == "/items/1"
+
+
+@pytest.mark.parametrize("name", ["Authorization", "authorization", "AUTHORIZATION", "aUthorizatioN"])
+async def test_the_authorization_header_is_found_however_it_is_spelled(
+    idp: TestIdp, echo_port: int, start_gateway: StartGateway, name: str
+) -> None:
+    # Common spellings are matched by comparison, others through lower-casing: both must find it.
+    gw = await start_gateway(jwt_config(idp, echo_port))
+    token = idp.mint({"aud": "urn:api", "client_id": "c1", "sub": "c1"})
+    raw = await raw_exchange(gw.port, b"GET /orders/items/1 HTTP/1.1\r\nHost: x\r\n%b: Bearer %b\r\n"
+                             b"Connection: close\r\n\r\n" % (name.encode(), token.encode()))
+    assert raw.startswith(b"HTTP/1.1 200 ")
 
 
 INVALID_TOKENS = {

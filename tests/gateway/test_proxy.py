@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -82,6 +83,32 @@ async def test_client_forwarded_headers_are_replaced_and_hop_by_hop_dropped(
     for dropped in ("x-real-ip", "forwarded", "x-secret-hop", "keep-alive", "proxy-authorization", "te"):
         assert dropped not in headers, dropped
     assert headers["x-custom"] == "kept"
+
+
+@pytest.mark.parametrize("spell", [str.lower, str.title, str.upper, str.swapcase])
+async def test_headers_the_gateway_sets_or_drops_are_found_however_they_are_spelled(
+    echo_port: int, start_gateway: StartGateway, spell: object
+) -> None:
+    assert callable(spell)
+    gw = await start_gateway({"apis": [keyless_api(echo_port)]})
+    sent = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil", "X-Forwarded-Proto": "ftp",
+            "X-Forwarded-Port": "1", "X-Real-IP": "6.6.6.6", "Forwarded": "for=6.6.6.6",
+            "Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "Basic eA==",
+            "Upgrade-Insecure-Requests": "1", "Authorization": "Basic eTp6"}
+    lines = b"".join(b"%b: %b\r\n" % (spell(k).encode(), v.encode()) for k, v in sent.items())
+    raw = await raw_exchange(gw.port, b"GET /echo/h HTTP/1.1\r\n%b: x\r\n%b%b: close\r\n\r\n" % (
+        spell("Host").encode(), lines, spell("Connection").encode()))
+    headers = json.loads(raw.partition(b"\r\n\r\n")[2])["headers"]
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-host"] == "x"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["host"] == f"127.0.0.1:{echo_port}"
+    for dropped in ("x-forwarded-port", "x-real-ip", "forwarded", "keep-alive", "te",
+                    "proxy-authorization"):
+        assert dropped not in headers, dropped
+    # Names the gateway does not act on pass as they are, the client's Authorization among them.
+    assert headers["upgrade-insecure-requests"] == "1"
+    assert headers["authorization"] == "Basic eTp6"
 
 
 async def test_request_bodies_stream_with_content_length_and_chunked(

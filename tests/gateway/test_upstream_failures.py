@@ -174,12 +174,17 @@ async def test_upstream_connection_not_reused_after_connection_close(
     assert upstream.received.count(b"GET /x HTTP/1.1") == 3
 
 
+@pytest.mark.parametrize("spell", [str.title, str.lower, str.upper])
 async def test_hop_by_hop_response_headers_are_dropped(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream], spell: object
 ) -> None:
+    # Common spellings are matched by comparison, others through lower-casing: both must work.
+    assert callable(spell)
+    names = [spell(n).encode() for n in ("Content-Length", "Connection", "Keep-Alive",
+                                         "Proxy-Authenticate", "Upgrade")]
     reply = (
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n"
-        b"Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nUpgrade: h2c\r\nX-Kept: yes\r\n\r\nok"
+        b"HTTP/1.1 200 OK\r\n%b: 2\r\n%b: keep-alive, X-Hop\r\nX-Hop: secret\r\n"
+        b"%b: timeout=5\r\n%b: Basic\r\n%b: h2c\r\nX-Kept: yes\r\n\r\nok" % tuple(names)
     )
     upstream = await _start(scripted, ScriptedUpstream(reply))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})

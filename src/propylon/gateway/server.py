@@ -49,6 +49,7 @@ from propylon.gateway.upstream import (
     UpstreamListener,
     UpstreamPool,
     connection_options,
+    spellings_by_length,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ _REQUEST_DROP: Final = HOP_BY_HOP | {
     b"host", b"content-length", b"expect", b"forwarded", b"x-forwarded-for", b"x-forwarded-host",
     b"x-forwarded-proto", b"x-forwarded-port", b"x-real-ip",
 }
+# The request header names _exchange acts on (dropped, or Authorization), found by length and
+# spelling before any dictionary lookup; names of other lengths are forwarded as they are.
+_REQUEST_SPELLINGS: Final = spellings_by_length(_REQUEST_DROP | {b"authorization"})
+_REQUEST_LENGTHS: Final = bytes(bool(names) for names in _REQUEST_SPELLINGS)
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # The method as text, without a decode per request; anything else is decoded (and still valid).
 _METHOD_NAMES: Final = {
@@ -370,7 +375,16 @@ class ClientConnection(asyncio.Protocol):
         content_length = -1
         lower_names = LOWER_HEADER_NAMES
         for name, value in self._headers:
-            lname = lower_names.get(name) or name.lower()
+            size = len(name)
+            if size >= 32 or not _REQUEST_LENGTHS[size]:
+                kept.append((name, value))  # not a name acted on: no lookup
+                continue
+            for spelling, lower in _REQUEST_SPELLINGS[size]:
+                if name == spelling:
+                    lname = lower
+                    break
+            else:
+                lname = lower_names.get(name) or name.lower()
             if lname not in _REQUEST_DROP:
                 if lname == b"authorization":
                     self._authorization = value

@@ -54,18 +54,25 @@ LOWER_HEADER_NAMES: Final[dict[bytes, bytes]] = {
 lookup per header instead of a ``lower()`` call (look up first, lower only on a miss)."""
 
 
-_CONSUMED: Final = sorted({*HOP_BY_HOP, b"content-length"})
-# By length, whether a response header name may be one UpstreamConnection.on_header acts on
-# (a nonzero byte): compiled, indexing bytes is native, where `in` on a set boxes the length.
-_CONSUMED_LENGTHS: Final = bytes(n in {len(name) for name in _CONSUMED} for n in range(32))
-# By length, those names as upstreams spell them (Title-Case and lower case), each with its
-# lower-case form: a comparison or two (a memcmp each) instead of hashing the parser's new name
-# object for a dictionary lookup (about 450 instructions, twice per response).
-_SPELLINGS: Final = tuple(
-    tuple((spelling, name) for name in _CONSUMED if len(name) == n
-          for spelling in (name.title(), name))
-    for n in range(32)
-)
+def spellings_by_length(names: frozenset[bytes]) -> tuple[tuple[tuple[bytes, bytes], ...], ...]:
+    """For each name length below 32, the ``names`` of that length (lower case) as peers usually
+    spell them (Title-Case, lower case), each paired with its lower-case form.
+
+    Compiled, finding a name this way is a length check, a table index and a comparison or two
+    (a memcmp each); a dictionary lookup must first hash the parser's new name object (about 450
+    instructions a header). A name of another length is not one of ``names`` at all.
+    """
+    return tuple(
+        tuple((spelling, name) for name in sorted(names) if len(name) == length
+              for spelling in (name.title(), name))
+        for length in range(32)
+    )
+
+
+# The response header names UpstreamConnection.on_header acts on, and by length whether a name
+# may be one (a nonzero byte): compiled, indexing bytes is native, where `in` on a set boxes.
+_SPELLINGS: Final = spellings_by_length(HOP_BY_HOP | {b"content-length"})
+_CONSUMED_LENGTHS: Final = bytes(bool(names) for names in _SPELLINGS)
 
 
 def connection_options(value: bytes) -> set[bytes]:
