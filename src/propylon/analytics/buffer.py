@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,6 +99,9 @@ class AnalyticsBuffer:
         # A deque with maxlen discards the oldest entry itself, in O(1), when full; a list would
         # need an O(n) `del pending[0]` on every add while overloaded.
         self._pending: deque[RecordFields] = deque(maxlen=max_pending)
+        # Its append, bound once per queue: compiled, calling it costs less than looking up a
+        # deque's method by name on every request.
+        self._append: Callable[[RecordFields], None] = self._pending.append
         self._retry: list[RecordFields] = []
         self._inflight: _InFlight | None = None
         self._batch_ready = asyncio.Event()
@@ -135,7 +138,7 @@ class AnalyticsBuffer:
         pending = self._pending
         if len(pending) == self._max_pending:
             self._dropped += 1  # the append below pushes out the oldest record
-        pending.append(record)
+        self._append(record)
         # Only on the exact crossing: setting the event on every add would cost a call per request.
         if len(pending) == self._batch_size:
             self._batch_ready.set()
@@ -206,6 +209,7 @@ class AnalyticsBuffer:
             return
         fresh = self._pending
         self._pending = deque(maxlen=self._max_pending)
+        self._append = self._pending.append
         batch, self._retry = self._retry, []
         retried = len(batch)
         # Older records (the retry) first, so the backend sees them in arrival order.
