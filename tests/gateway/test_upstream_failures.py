@@ -105,6 +105,24 @@ async def test_a_slow_upstreams_time_is_its_latency(
     assert record["total_latency_ms"] <= (after - before) * 1000
 
 
+@pytest.mark.parametrize(("upstream_line", "client_line"), [
+    (b"HTTP/1.1 200 Fine", b"HTTP/1.1 200 OK"),
+    (b"HTTP/1.1 404 Nope", b"HTTP/1.1 404 Not Found"),
+    (b"HTTP/1.1 201 ", b"HTTP/1.1 201 Created"),
+    (b"HTTP/1.1 599 Custom", b"HTTP/1.1 599 "),
+])
+async def test_status_lines_carry_the_standard_reason_phrase(
+    start_gateway: StartGateway, scripted: list[ScriptedUpstream], upstream_line: bytes,
+    client_line: bytes,
+) -> None:
+    # As nginx and Envoy do: the upstream's own phrase is not forwarded (clients ignore it).
+    upstream = await _start(scripted, ScriptedUpstream(upstream_line + b"\r\nContent-Length: 2\r\n\r\nok"))
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.split(b"\r\n", 1)[0] == client_line
+    assert raw.endswith(b"\r\n\r\nok")
+
+
 async def test_garbage_from_upstream_is_502(
     start_gateway: StartGateway, client: httpx.AsyncClient, scripted: list[ScriptedUpstream]
 ) -> None:

@@ -24,6 +24,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Final, cast
 
 import httptools
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
 # Module-level names are Final throughout this module: compiled by mypyc, a Final constant is a
 # C constant or a static, while any other module global is a dictionary lookup at every use.
 perf_counter: Final = time.perf_counter
@@ -79,7 +81,12 @@ _METHOD_NAMES: Final = {
     m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 }
 _BUFFER_PAUSE_BYTES: Final = 256 * 1024
-_STATUS_CODES: Final = tuple(str(code).encode() for code in range(1000))
+# Status lines by code, with the standard reason phrase (none for a code without one). The
+# upstream's own phrase is not forwarded, as nginx and Envoy do not: clients ignore it (RFC 9112
+# §4), and reading it cost a parser callback per response.
+_STATUS_LINES: Final = tuple(
+    b"HTTP/1.1 %d %b\r\n" % (code, _PHRASES.get(code, "").encode()) for code in range(1000)
+)
 # Connection values that name no other header, as upstreams usually spell them (set membership
 # first: strip() and lower() are two calls by name).
 _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
@@ -607,8 +614,8 @@ class ClientConnection(asyncio.Protocol):
 
     # upstream listener ---------------------------------------------------------------------------
 
-    def upstream_head(self, status: int, reason: bytes, lines: list[bytes], connection: bytes,
-                      chunked: bool, length_known: bool) -> None:
+    def upstream_head(self, status: int, lines: list[bytes], connection: bytes, chunked: bool,
+                      length_known: bool) -> None:
         req = self.active
         if req is None or req.ex is None or self.transport is None:
             return
@@ -625,14 +632,12 @@ class ClientConnection(asyncio.Protocol):
             if tokens:
                 # Headers the upstream named in Connection are hop-by-hop too.
                 lines = [ln for ln in lines if ln.split(b":", 1)[0].lower() not in tokens]
-        # Status codes are three digits (llhttp refuses others); as bytes from a table, the status
-        # line is a %b-only format (see _upstream_head).
-        code = _STATUS_CODES[status] if 0 <= status < 1000 else str(status).encode()
         # The head's pieces go straight into the read event's batch (end_batch joins them with
         # the body into one write) rather than being joined here first.
         batch = self._batch
         parts = batch if batch is not None else []
-        parts.append(b"HTTP/1.1 %b %b\r\n" % (code, reason or b"OK"))
+        # Status codes are three digits (llhttp refuses others).
+        parts.append(_STATUS_LINES[status] if 0 <= status < 1000 else b"HTTP/1.1 %d \r\n" % status)
         parts.extend(lines)
         for line in ex.response_headers:
             parts.append(line)

@@ -83,8 +83,8 @@ def connection_options(value: bytes) -> set[bytes]:
 class UpstreamListener(Protocol):
     """What an upstream connection reports to the exchange it serves."""
 
-    def upstream_head(self, status: int, reason: bytes, lines: list[bytes],
-                      connection: bytes, chunked: bool, length_known: bool) -> None: ...
+    def upstream_head(self, status: int, lines: list[bytes], connection: bytes, chunked: bool,
+                      length_known: bool) -> None: ...
     def upstream_body(self, data: bytes) -> None: ...
     def upstream_complete(self, reusable: bool) -> None: ...
     def upstream_lost(self, exc: Exception | None) -> None: ...
@@ -99,7 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_chunked", "_connection", "_feed", "_ignore", "_keep_alive", "_length_known",
-        "_lines", "_parser", "_reason", "_send", "_status", "closed", "idle_since", "key",
+        "_lines", "_parser", "_send", "_status", "closed", "idle_since", "key",
         "last_read", "listener", "skip_body", "transport",
     )
 
@@ -118,7 +118,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._send: Callable[[bytes], None] | None = None
         self._lines: list[bytes] = []
         self._connection = b""
-        self._reason = b""
         self._chunked = False
         self._length_known = False
         self._ignore = False
@@ -165,9 +164,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks ------------------------------------------------------------------------
 
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
     def on_header(self, name: bytes, value: bytes) -> None:
         # Lines are kept ready to forward; hop-by-hop headers are consumed here (RFC 9110 §7.6.1).
         size = len(name)
@@ -196,13 +192,12 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self._status()
         listener = self.listener
-        lines, reason, connection = self._lines, self._reason, self._connection
+        lines, connection = self._lines, self._connection
         chunked, length_known = self._chunked, self._length_known
         # Reset for the next head here rather than in an on_message_begin callback (one Python
         # call less per response); an interim head's lines must not leak into the final one.
         self._lines = []
         self._connection = b""
-        self._reason = b""
         self._chunked = False
         self._length_known = False
         if status < 200 and status != 101:
@@ -211,7 +206,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if listener is None:
             return
-        listener.upstream_head(status, reason, lines, connection, chunked, length_known)
+        listener.upstream_head(status, lines, connection, chunked, length_known)
         if self.skip_body and self.listener is listener:
             # A response to HEAD has no body whatever its Content-Length says, and httptools
             # cannot be told so; finish here and do not reuse the connection.
