@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -100,3 +100,38 @@ async def analytics_lines(path: Path, count: int) -> list[dict[str, Any]]:
         if len(lines) >= count or time.monotonic() > deadline:
             return [json.loads(line) for line in lines]
         await asyncio.sleep(0.05)
+
+
+class RawUpstream:
+    """Base of the raw TCP upstreams tests script: ``handle`` serves one connection."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+@pytest.fixture
+async def raw_upstreams() -> AsyncIterator[list[RawUpstream]]:
+    """Raw upstreams a test starts with :func:`start_raw_upstream`; closed when it ends."""
+    started: list[RawUpstream] = []
+    yield started
+    for upstream in started:
+        if upstream.server is not None:
+            upstream.server.close()
+
+
+Upstream = TypeVar("Upstream", bound=RawUpstream)
+
+
+async def start_raw_upstream(started: list[RawUpstream], upstream: Upstream) -> Upstream:
+    """Serve ``upstream`` on an ephemeral loopback port."""
+    upstream.server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+    started.append(upstream)
+    return upstream

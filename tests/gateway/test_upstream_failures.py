@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.gateway.conftest import StartGateway, analytics_lines, keyless_api, raw_exchange
+from tests.gateway.conftest import (
+    RawUpstream,
+    StartGateway,
+    analytics_lines,
+    keyless_api,
+    raw_exchange,
+    start_raw_upstream,
+)
 from tests.support.processes import free_port
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(RawUpstream):
     """A raw TCP upstream whose behaviour each test scripts; it records what it saw."""
 
     def __init__(self, reply: bytes | None, *, close_after: bool = True, hold: float = 0.0) -> None:
+        super().__init__()
         self.reply = reply
         self.close_after = close_after
         self.hold = hold
         self.received = bytearray()
         self.disconnected = asyncio.Event()
-        self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -48,26 +54,6 @@ class ScriptedUpstream:
             # would warn later, inside whichever test the garbage collector happens to run in.
             writer.close()
 
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[list[ScriptedUpstream]]:
-    started: list[ScriptedUpstream] = []
-    yield started
-    for upstream in started:
-        if upstream.server is not None:
-            upstream.server.close()
-
-
-async def _start(started: list[ScriptedUpstream], upstream: ScriptedUpstream) -> ScriptedUpstream:
-    upstream.server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
-    started.append(upstream)
-    return upstream
-
 
 async def test_connection_refused_is_502(start_gateway: StartGateway, client: httpx.AsyncClient) -> None:
     gw = await start_gateway({"apis": [keyless_api(free_port())]})
@@ -86,11 +72,11 @@ async def test_slow_upstream_is_504(
 
 
 async def test_a_slow_upstreams_time_is_its_latency(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream], tmp_path: Path
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream], tmp_path: Path
 ) -> None:
     # Upstream latency runs from sending the request to the read that brought the head; total
     # latency from the read that completed the request's head to the end of the answer.
-    upstream = await _start(scripted, ScriptedUpstream(
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", hold=0.3))
     analytics = tmp_path / "analytics.jsonl"
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]}, analytics_file=analytics)
@@ -112,11 +98,12 @@ async def test_a_slow_upstreams_time_is_its_latency(
     (b"HTTP/1.1 599 Custom", b"HTTP/1.1 599 "),
 ])
 async def test_status_lines_carry_the_standard_reason_phrase(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream], upstream_line: bytes,
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream], upstream_line: bytes,
     client_line: bytes,
 ) -> None:
     # As nginx and Envoy do: the upstream's own phrase is not forwarded (clients ignore it).
-    upstream = await _start(scripted, ScriptedUpstream(upstream_line + b"\r\nContent-Length: 2\r\n\r\nok"))
+    reply = upstream_line + b"\r\nContent-Length: 2\r\n\r\nok"
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(reply))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert raw.split(b"\r\n", 1)[0] == client_line
@@ -124,28 +111,28 @@ async def test_status_lines_carry_the_standard_reason_phrase(
 
 
 async def test_garbage_from_upstream_is_502(
-    start_gateway: StartGateway, client: httpx.AsyncClient, scripted: list[ScriptedUpstream]
+    start_gateway: StartGateway, client: httpx.AsyncClient, raw_upstreams: list[RawUpstream]
 ) -> None:
-    upstream = await _start(scripted, ScriptedUpstream(b"NOT HTTP AT ALL\r\n\r\n"))
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(b"NOT HTTP AT ALL\r\n\r\n"))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
     assert response.status_code == 502
 
 
 async def test_upstream_closing_before_answering_is_502(
-    start_gateway: StartGateway, client: httpx.AsyncClient, scripted: list[ScriptedUpstream]
+    start_gateway: StartGateway, client: httpx.AsyncClient, raw_upstreams: list[RawUpstream]
 ) -> None:
-    upstream = await _start(scripted, ScriptedUpstream(None))
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(None))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
     assert response.status_code == 502
 
 
 async def test_truncated_upstream_body_breaks_the_client_connection(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part"
-    upstream = await _start(scripted, ScriptedUpstream(reply))
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(reply))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\n\r\n")
     # The head went out; the only honest signal left is closing without the rest of the body.
@@ -154,10 +141,10 @@ async def test_truncated_upstream_body_breaks_the_client_connection(
 
 
 async def test_close_delimited_upstream_body_is_rechunked(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     reply = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close"
-    upstream = await _start(scripted, ScriptedUpstream(reply))
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(reply))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -166,9 +153,9 @@ async def test_close_delimited_upstream_body_is_rechunked(
 
 
 async def test_client_disconnect_cancels_the_upstream_request(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
-    upstream = await _start(scripted, ScriptedUpstream(b"HTTP/1.1 200 OK\r\n\r\n", hold=5.0))
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(b"HTTP/1.1 200 OK\r\n\r\n", hold=5.0))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     _reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     writer.write(b"GET /echo/slow HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -179,10 +166,10 @@ async def test_client_disconnect_cancels_the_upstream_request(
 
 
 async def test_upstream_connection_not_reused_after_connection_close(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream], client: httpx.AsyncClient
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream], client: httpx.AsyncClient
 ) -> None:
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-    upstream = await _start(scripted, ScriptedUpstream(reply))
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(reply))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     for _ in range(3):
         response = await client.get(f"http://127.0.0.1:{gw.port}/echo/x")
@@ -194,7 +181,7 @@ async def test_upstream_connection_not_reused_after_connection_close(
 
 @pytest.mark.parametrize("spell", [str.title, str.lower, str.upper])
 async def test_hop_by_hop_response_headers_are_dropped(
-    start_gateway: StartGateway, scripted: list[ScriptedUpstream], spell: object
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream], spell: object
 ) -> None:
     # Common spellings are matched by comparison, others through lower-casing: both must work.
     assert callable(spell)
@@ -204,7 +191,7 @@ async def test_hop_by_hop_response_headers_are_dropped(
         b"HTTP/1.1 200 OK\r\n%b: 2\r\n%b: keep-alive, X-Hop\r\nX-Hop: secret\r\n"
         b"%b: timeout=5\r\n%b: Basic\r\n%b: h2c\r\nX-Kept: yes\r\n\r\nok" % tuple(names)
     )
-    upstream = await _start(scripted, ScriptedUpstream(reply))
+    upstream = await start_raw_upstream(raw_upstreams, ScriptedUpstream(reply))
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     raw = await raw_exchange(gw.port, b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head = raw.partition(b"\r\n\r\n")[0].lower()

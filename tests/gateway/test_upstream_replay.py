@@ -10,16 +10,15 @@ but the first take the replay path.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.gateway.conftest import StartGateway, keyless_api
+from tests.gateway.conftest import RawUpstream, StartGateway, keyless_api, start_raw_upstream
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n"
 
 
-class KeepAliveUpstream:
+class KeepAliveUpstream(RawUpstream):
     """Answers each request on a connection with the next scripted reply, sent in pieces.
 
     A reply is a list of byte strings written with a pause between them, so that the gateway
@@ -27,11 +26,11 @@ class KeepAliveUpstream:
     """
 
     def __init__(self, replies: list[list[bytes]], *, close_when_done: bool = False) -> None:
+        super().__init__()
         self.replies = replies
         self.close_when_done = close_when_done
         self.connections = 0
         self.requests: list[bytes] = []
-        self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -50,28 +49,11 @@ class KeepAliveUpstream:
         finally:
             writer.close()
 
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[list[KeepAliveUpstream]]:
-    started: list[KeepAliveUpstream] = []
-    yield started
-    for upstream in started:
-        if upstream.server is not None:
-            upstream.server.close()
-
 
 async def _start(
-    started: list[KeepAliveUpstream], replies: list[list[bytes]], *, close_when_done: bool = False
+    started: list[RawUpstream], replies: list[list[bytes]], *, close_when_done: bool = False
 ) -> KeepAliveUpstream:
-    upstream = KeepAliveUpstream(replies, close_when_done=close_when_done)
-    upstream.server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
-    started.append(upstream)
-    return upstream
+    return await start_raw_upstream(started, KeepAliveUpstream(replies, close_when_done=close_when_done))
 
 
 async def _exchange(
@@ -99,11 +81,11 @@ async def _client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
     pytest.param(lambda body: [HEAD, body[:1], body[1:]], id="head-first"),
 ])
 async def test_a_repeated_head_is_answered_as_the_first(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream], pieces: object
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream], pieces: object
 ) -> None:
     assert callable(pieces)
     bodies = [b"%010d" % n for n in range(4)]
-    upstream = await _start(upstreams, [pieces(body) for body in bodies])
+    upstream = await _start(raw_upstreams, [pieces(body) for body in bodies])
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)
     answers = [await _exchange(reader, writer) for _ in bodies]
@@ -120,10 +102,10 @@ async def test_a_repeated_head_is_answered_as_the_first(
 
 
 async def test_a_changed_head_is_read_again(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     other = HEAD.replace(b"Content-Length: 10", b"Content-Length: 4").replace(b"text/plain", b"x/y")
-    upstream = await _start(upstreams, [[HEAD + b"0123456789"], [other + b"abcd"],
+    upstream = await _start(raw_upstreams, [[HEAD + b"0123456789"], [other + b"abcd"],
                                         [other + b"efgh"], [HEAD + b"9876543210"]])
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)
@@ -135,11 +117,11 @@ async def test_a_changed_head_is_read_again(
 
 
 async def test_a_head_saying_close_is_not_replayed(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     closing = HEAD.replace(b"Server: scripted\r\n", b"Connection: close\r\n")
     # Two replies a connection could carry, but the head says close: one connection each.
-    upstream = await _start(upstreams, [[closing + b"0123456789"], [closing + b"0123456789"]])
+    upstream = await _start(raw_upstreams, [[closing + b"0123456789"], [closing + b"0123456789"]])
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)
     for _ in range(2):
@@ -151,11 +133,11 @@ async def test_a_head_saying_close_is_not_replayed(
 
 
 async def test_bytes_after_a_replayed_body_go_to_the_parser(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     # An upstream sending more than was asked for: httptools reads the excess (and the
     # connection is dropped for it), as it would have without the replay.
-    upstream = await _start(upstreams, [[HEAD + b"0123456789"], [HEAD + b"01234567899garbage\r\n"],
+    upstream = await _start(raw_upstreams, [[HEAD + b"0123456789"], [HEAD + b"01234567899garbage\r\n"],
                                         [HEAD + b"abcdefghij"]])
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)
@@ -166,12 +148,12 @@ async def test_bytes_after_a_replayed_body_go_to_the_parser(
 
 
 async def test_only_the_first_head_of_a_read_is_remembered(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     # An unasked-for second response in the same read as the first: its head must not be
     # remembered as if it were the read's first one (the bytes of one, the reading of the other).
     other = HEAD.replace(b"Content-Length: 10", b"Content-Length: 4")
-    upstream = await _start(upstreams, [[HEAD + b"0123456789" + other + b"abcd"],
+    upstream = await _start(raw_upstreams, [[HEAD + b"0123456789" + other + b"abcd"],
                                         [HEAD + b"9876543210"]])
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)
@@ -182,12 +164,12 @@ async def test_only_the_first_head_of_a_read_is_remembered(
 
 @pytest.mark.parametrize("status", [b"204 No Content", b"304 Not Modified"])
 async def test_heads_of_bodiless_statuses_are_not_replayed(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream], status: bytes
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream], status: bytes
 ) -> None:
     # 204 and 304 have no body whatever their Content-Length says; replaying that length would
     # take the next response's bytes for a body.
     bodiless = b"HTTP/1.1 %b\r\nContent-Length: 10\r\n\r\n" % status
-    upstream = await _start(upstreams, [[bodiless], [bodiless], [HEAD + b"0123456789"]])
+    upstream = await _start(raw_upstreams, [[bodiless], [bodiless], [HEAD + b"0123456789"]])
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)
     heads = []
@@ -201,10 +183,10 @@ async def test_heads_of_bodiless_statuses_are_not_replayed(
 
 
 async def test_a_head_request_is_not_replayed(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     # A response to HEAD has no body whatever its Content-Length says.
-    upstream = await _start(upstreams, [[HEAD + b"0123456789"], [HEAD], [HEAD + b"abcdefghij"]])
+    upstream = await _start(raw_upstreams, [[HEAD + b"0123456789"], [HEAD], [HEAD + b"abcdefghij"]])
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)
     first = await _exchange(reader, writer)
@@ -216,11 +198,11 @@ async def test_a_head_request_is_not_replayed(
 
 
 async def test_a_replayed_response_cut_short_breaks_the_client_connection(
-    start_gateway: StartGateway, upstreams: list[KeepAliveUpstream]
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
     # The upstream closes with five bytes of the second body unsent: the head is out, so the
     # client's connection is closed after what did arrive.
-    upstream = await _start(upstreams, [[HEAD + b"0123456789"], [HEAD + b"01234"]],
+    upstream = await _start(raw_upstreams, [[HEAD + b"0123456789"], [HEAD + b"01234"]],
                             close_when_done=True)
     gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
     reader, writer = await _client(gw.port)

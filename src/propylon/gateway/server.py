@@ -45,11 +45,11 @@ from propylon.gateway.exchange import Exchange
 from propylon.gateway.paths import normalise_path, remembered_path
 from propylon.gateway.upstream import (
     HOP_BY_HOP,
-    LOWER_HEADER_NAMES,
     UpstreamConnection,
     UpstreamListener,
     UpstreamPool,
     connection_options,
+    lower_name,
     spellings_by_length,
 )
 
@@ -380,18 +380,12 @@ class ClientConnection(asyncio.Protocol):
         connection_tokens: set[bytes] | None = None  # made only for a Connection header
         connection_header = False
         content_length = -1
-        lower_names = LOWER_HEADER_NAMES
         for name, value in self._headers:
             size = len(name)
             if size >= 32 or not _REQUEST_LENGTHS[size]:
                 kept.append((name, value))  # not a name acted on: no lookup
                 continue
-            for spelling, lower in _REQUEST_SPELLINGS[size]:
-                if name == spelling:
-                    lname = lower
-                    break
-            else:
-                lname = lower_names.get(name) or name.lower()
+            lname = lower_name(name, _REQUEST_SPELLINGS[size])
             if lname not in _REQUEST_DROP:
                 if lname == b"authorization":
                     self._authorization = value

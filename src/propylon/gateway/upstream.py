@@ -76,6 +76,15 @@ def spellings_by_length(names: frozenset[bytes]) -> tuple[tuple[tuple[bytes, byt
     )
 
 
+def lower_name(name: bytes, spellings: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    """``name`` in lower case: one of ``spellings`` (an entry of :func:`spellings_by_length`, for
+    the name's length) by comparison, else looked up, else lowered."""
+    for spelling, lower in spellings:
+        if name == spelling:
+            return lower
+    return LOWER_HEADER_NAMES.get(name) or name.lower()
+
+
 # The response header names UpstreamConnection.on_header acts on, and by length whether a name
 # may be one (a nonzero byte): compiled, indexing bytes is native, where `in` on a set boxes.
 _SPELLINGS: Final = spellings_by_length(HOP_BY_HOP | {b"content-length"})
@@ -266,13 +275,7 @@ class UpstreamConnection(asyncio.Protocol):
             # without hashing the new name object for the lookup below.
             self._lines.append(b"%b: %b\r\n" % (name, value))
             return
-        lname = b""
-        for spelling, lower in _SPELLINGS[size]:
-            if name == spelling:
-                lname = lower
-                break
-        else:
-            lname = LOWER_HEADER_NAMES.get(name) or name.lower()
+        lname = lower_name(name, _SPELLINGS[size])
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
                 self._chunked = value.strip().lower().endswith(b"chunked")
