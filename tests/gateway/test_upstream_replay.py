@@ -101,6 +101,29 @@ async def test_a_repeated_head_is_answered_as_the_first(
     assert idle[0]._head is not None
 
 
+async def test_a_large_replayed_body_streams_to_a_slow_client(
+    start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
+) -> None:
+    # Megabytes in many reads, the client reading slowly: the replayed body is counted out
+    # across reads while flow control pauses and resumes the upstream.
+    size = 3_000_000
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+    bodies = [bytes([65 + n]) * size for n in range(2)]
+    upstream = await _start(raw_upstreams, [[head + body] for body in bodies])
+    gw = await start_gateway({"apis": [keyless_api(upstream.port)]})
+    reader, writer = await _client(gw.port)
+    for body in bodies:
+        writer.write(b"GET /echo/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        received = bytearray()
+        while len(received) < size:
+            received += await asyncio.wait_for(reader.read(65536), 5)
+            await asyncio.sleep(0.001)
+        assert received == body
+    writer.close()
+    assert upstream.connections == 1
+
+
 async def test_a_changed_head_is_read_again(
     start_gateway: StartGateway, raw_upstreams: list[RawUpstream]
 ) -> None:
