@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
 # Module-level names are Final throughout this module: compiled by mypyc, a Final constant is a
 # C constant or a static, while any other module global is a dictionary lookup at every use.
 perf_counter: Final = time.perf_counter
@@ -81,6 +80,7 @@ _METHOD_NAMES: Final = {
     m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 }
 _BUFFER_PAUSE_BYTES: Final = 256 * 1024
+_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
 # Status lines by code, with the standard reason phrase (none for a code without one). The
 # upstream's own phrase is not forwarded, as nginx and Envoy do not: clients ignore it (RFC 9112
 # §4), and reading it cost a parser callback per response.
