@@ -134,7 +134,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_body_left", "_chunk", "_chunked", "_connection", "_feed", "_head", "_ignore",
-        "_keep_alive", "_length", "_length_known", "_lines", "_parser", "_parsing",
+        "_keep_alive", "_length", "_lines", "_parser", "_parsing",
         "_send", "_status", "closed", "idle_since", "key", "last_read", "listener", "skip_body",
         "transport",
     )
@@ -155,7 +155,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._lines: list[bytes] = []
         self._connection = b""
         self._chunked = False
-        self._length_known = False
+        # The response's Content-Length; -1 when it has none.
         self._length = -1
         self._ignore = False
         # True from the first byte of a response httptools reads to its end.
@@ -283,24 +283,20 @@ class UpstreamConnection(asyncio.Protocol):
                 self._connection = value
             return
         if lname == b"content-length":
-            self._length_known = True
-            try:
-                self._length = int(value)
-            except ValueError:
-                self._length = -1  # accepted by llhttp, not by int(): not replayed
+            # llhttp has checked it: digits, perhaps followed by spaces or tabs (int() skips them).
+            self._length = int(value)
         self._lines.append(b"%b: %b\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
         status = self._status()
         listener = self.listener
         lines, connection = self._lines, self._connection
-        chunked, length_known, length = self._chunked, self._length_known, self._length
+        chunked, length = self._chunked, self._length
         chunk, self._chunk = self._chunk, None  # only the read's first head can be its start
         # Reset for the next head; an interim head's lines must not leak into the final one.
         self._lines = []
         self._connection = b""
         self._chunked = False
-        self._length_known = False
         self._length = -1
         if (chunk is not None and length >= 0 and not chunked and status >= 200
                 and status != 204 and status != 304 and not self.skip_body
@@ -316,7 +312,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if listener is None:
             return
-        listener.upstream_head(status, lines, connection, chunked, length_known)
+        listener.upstream_head(status, lines, connection, chunked, length >= 0)
         if self.skip_body and self.listener is listener:
             # A response to HEAD has no body whatever its Content-Length says, and httptools
             # cannot be told so; finish here and do not reuse the connection.
