@@ -115,9 +115,10 @@ def _ends_with_newline(path: Path) -> bool:
 _dumps: Final = orjson.dumps
 
 # A line is the record's JSON form (``record.to_json_dict()``) in field order, its strings and
-# integers as orjson writes them; tests/analytics/test_jsonl.py checks both. One join makes the
-# line: one allocation and a copy per piece. Filling a 15-key dict for orjson cost about 3,000
-# instructions of dict assignments before orjson started, and bytes %-formatting about 5,000.
+# integers as orjson writes them; tests/analytics/test_jsonl.py checks both. A line is a handful of
+# pieces, mostly remembered per value, joined with the batch's other lines: one copy per piece.
+# Filling a 15-key dict for orjson cost about 3,000 instructions of dict assignments before
+# orjson started, and bytes %-formatting about 5,000.
 _INTEGERS: Final = tuple(str(n).encode() for n in range(1024))
 
 # Times and latencies are written from integers (microseconds, see domain/timestamps.py) with

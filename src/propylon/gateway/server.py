@@ -650,8 +650,8 @@ class ClientConnection(asyncio.Protocol):
             self._close_after = True
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
-        if batch is None and self._send is not None:
-            self._send(b"".join(parts))
+        if batch is None:
+            self._write(b"".join(parts))
         self._head_sent = True
 
     def upstream_body(self, data: bytes) -> None:
